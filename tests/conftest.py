@@ -1,0 +1,47 @@
+"""Shared fixtures: a real runtime service under uvicorn on 127.0.0.1, and users with tokens.
+
+The service runs in its own process, started through the package's own CLI exactly as a user would
+start it, so every test talks to it over real HTTP and websockets. Helpers live in
+``service_helpers.py``; area fixtures live in ``tests/<area>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from service_helpers import RunningService, start_service, stop_service
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """One real service for the session: users ``alice`` (may upload) and ``bob`` (may not)."""
+    svc = start_service(tmp_path_factory.mktemp("service-home"), "--workers", "2")
+    svc.add_user("alice", can_upload=True)
+    svc.add_user("bob", can_upload=False)
+    yield svc
+    stop_service(svc)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the embedded service and Prefect state of the test run out of the user's home."""
+    home = tmp_path_factory.mktemp("embedded-home")
+    old = os.environ.get("PREFECT_QISKIT_RUNTIME_HOME")
+    os.environ["PREFECT_QISKIT_RUNTIME_HOME"] = str(home)
+    yield
+    if old is None:
+        os.environ.pop("PREFECT_QISKIT_RUNTIME_HOME", None)
+    else:
+        os.environ["PREFECT_QISKIT_RUNTIME_HOME"] = old
+    # The embedded service exits when idle; stop it now so the run leaves nothing behind.
+    subprocess.run(
+        [sys.executable, "-m", "prefect_qiskit_runtime.cli", "server", "stop"],
+        env={**os.environ, "PREFECT_QISKIT_RUNTIME_HOME": str(home)},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
