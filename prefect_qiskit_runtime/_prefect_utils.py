@@ -1,0 +1,279 @@
+"""Small helpers shared by ``tasks.py`` and ``loops.py``: run context, keys, throttling, UI calls.
+
+Everything here works inside and outside a Prefect run: without a run context, loggers fall back to a
+module logger, artifacts and events are skipped, and idempotency keys are random.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging import get_logger, get_run_logger
+
+from prefect_qiskit_runtime.exceptions import QiskitRuntimeError
+
+T = TypeVar("T")
+
+EVENT_PREFIX = "prefect-qiskit-runtime"
+_log = get_logger("prefect_qiskit_runtime")
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger of the current flow or task run, else the package logger."""
+    try:
+        return get_run_logger()
+    except Exception:  # MissingContextError outside a run
+        return _log
+
+
+def task_run_key(suffix: str) -> str:
+    """An idempotency key tied to the current task run, the same on every retry of that run.
+
+    The attempt number is deliberately not part of it: a retry after a lost answer must present the
+    same key, so the service returns the job it already made instead of making a second one.
+
+    Args:
+        suffix: Names the operation within the task (``"run"``, ``"upload"``...).
+
+    Returns:
+        ``prefect-<task run id>-<suffix>``, or a random key outside a task run.
+    """
+    ctx = TaskRunContext.get()
+    if ctx is None:
+        return f"adhoc-{uuid.uuid4()}-{suffix}"
+    return f"prefect-{ctx.task_run.id}-{suffix}"
+
+
+def task_run_count() -> int:
+    """The attempt number of the current task run (1 on the first attempt, 1 outside a run)."""
+    ctx = TaskRunContext.get()
+    return max(1, int(ctx.task_run.run_count)) if ctx is not None else 1
+
+
+def is_retryable_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn`` of every job task: retry only failures marked retryable.
+
+    A lost worker, a restarted service or a service that stayed unreachable through all transport
+    retries is retryable; a program's own exception, a bad input, a missing program, a timeout or a
+    cancellation is not.
+
+    Args:
+        task: The Prefect task (unused).
+        task_run: The task run (unused).
+        state: The failed state.
+
+    Returns:
+        Whether Prefect should run the task again.
+    """
+    del task, task_run
+    try:
+        state.result()
+    except QiskitRuntimeError as exc:
+        return bool(exc.retryable)
+    except BaseException:
+        return False
+    return False
+
+
+def cap_attempts(exc: BaseException, attempts: int) -> None:
+    """Mark ``exc`` as final when the current task run has used its ``attempts``.
+
+    Args:
+        exc: The exception about to fail the task.
+        attempts: The attempts allowed (``QiskitRuntimeBackend.job_attempts``).
+    """
+    if isinstance(exc, QiskitRuntimeError) and exc.retryable and task_run_count() >= attempts:
+        exc.retryable = False
+        run_logger().warning("Giving up after %d attempts: %s", attempts, one_line(str(exc)))
+
+
+class Throttle:
+    """Lets an action through at most once per ``interval`` seconds (thread-safe).
+
+    Args:
+        interval: Minimum seconds between two actions.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        """Whether the action may run now; if so, the clock restarts."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last >= self.interval:
+                self._last = now
+                return True
+            return False
+
+
+def one_line(value: Any, limit: int = 200) -> str:
+    """A one-line, length-limited rendering of ``value`` for a log line or an event payload.
+
+    Args:
+        value: Anything; strings are used as they are, other values through ``repr``.
+        limit: Longest result; longer text ends with ``…``.
+
+    Returns:
+        The text without newlines.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def jsonable(value: Any, limit: int = 2000) -> Any:
+    """A JSON-safe copy of ``value`` for an event payload (big or exotic values become text)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return one_line(value, limit)
+    return value if len(text) <= limit else one_line(text, limit)
+
+
+def in_run() -> bool:
+    """Whether code runs inside a Prefect flow or task run."""
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def bind_context(fn: Callable[..., T]) -> Callable[..., T]:
+    """Wrap ``fn`` so that it runs in a copy of the caller's context, on whatever thread calls it.
+
+    Stream callbacks run on the client's worker thread; with the task run's context they can use the
+    run logger, create artifacts and emit events that Prefect links to the run.
+    """
+    ctx = contextvars.copy_context()
+    lock = threading.Lock()  # one Context cannot be entered by two threads at once
+
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with lock:
+            return ctx.run(fn, *args, **kwargs)
+
+    return wrapper
+
+
+# --- Prefect UI calls, always synchronous ------------------------------------------------------
+# The artifact functions dispatch on the *run's* kind: inside an async task they return a coroutine
+# even on a worker thread. The tasks' shared code is synchronous, so it asks for the sync form.
+
+
+def create_progress(progress: float, description: str, key: str | None = None) -> UUID | None:
+    """Create a progress artifact; ``None`` (and a debug log) when not in a run or on failure."""
+    if not in_run():
+        return None
+    from prefect.artifacts import create_progress_artifact
+
+    try:
+        return create_progress_artifact(  # type: ignore[call-arg]
+            progress=progress, key=key, description=description, _sync=True
+        )
+    except Exception:  # the UI is best effort; the job result matters more
+        _log.debug("Could not create a progress artifact", exc_info=True)
+        return None
+
+
+def update_progress(artifact_id: UUID | None, progress: float, description: str | None = None) -> None:
+    """Update a progress artifact made by :func:`create_progress` (no-op for ``None``)."""
+    if artifact_id is None:
+        return
+    from prefect.artifacts import update_progress_artifact
+
+    try:
+        update_progress_artifact(  # type: ignore[call-arg]
+            artifact_id=artifact_id,
+            progress=max(0.0, min(100.0, progress)),
+            description=description,
+            _sync=True,
+        )
+    except Exception:
+        _log.debug("Could not update progress artifact %s", artifact_id, exc_info=True)
+
+
+def create_table(table: list[dict[str, Any]], key: str | None, description: str) -> UUID | None:
+    """Create a table artifact when in a run."""
+    if not in_run():
+        return None
+    from prefect.artifacts import create_table_artifact
+
+    try:
+        return create_table_artifact(  # type: ignore[call-arg]
+            table=table, key=key, description=description, _sync=True
+        )
+    except Exception:
+        _log.warning("Could not create table artifact %s", key, exc_info=True)
+        return None
+
+
+def create_markdown(markdown: str, key: str | None, description: str) -> UUID | None:
+    """Create a markdown artifact when in a run."""
+    if not in_run():
+        return None
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        return create_markdown_artifact(  # type: ignore[call-arg]
+            markdown=markdown, key=key, description=description, _sync=True
+        )
+    except Exception:
+        _log.warning("Could not create markdown artifact %s", key, exc_info=True)
+        return None
+
+
+def emit(
+    name: str,
+    resource_id: str,
+    *,
+    resource: dict[str, str] | None = None,
+    related: list[dict[str, str]] | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Emit ``prefect-qiskit-runtime.<name>`` about ``resource_id``; never raises.
+
+    Prefect's events worker adds the current flow and task run as related resources.
+    """
+    from prefect.events import emit_event
+
+    res = {"prefect.resource.id": resource_id, **(resource or {})}
+    try:
+        emit_event(
+            event=f"{EVENT_PREFIX}.{name}", resource=res, related=related, payload=payload or {}
+        )
+    except Exception:
+        _log.debug("Could not emit event %s", name, exc_info=True)
+
+
+def artifact_key(text: str) -> str:
+    """Turn ``text`` into a valid artifact key (lowercase letters, digits and dashes)."""
+    key = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", key) or "artifact"
+
+
+def flow_run_cancelling() -> bool:
+    """Whether the current flow run has been asked to cancel (reads its state from the API).
+
+    Used by long waits that may run on a worker thread, which never sees the SIGTERM a runner sends.
+    """
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return False
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(ctx.flow_run.id).state
+    except Exception:
+        _log.debug("Could not read the flow run's state", exc_info=True)
+        return False
+    return state is not None and (state.is_cancelling() or state.is_cancelled())

@@ -1,0 +1,344 @@
+"""The embedded service: one local runtime service per data directory, started on demand.
+
+The data directory is ``PREFECT_QISKIT_RUNTIME_HOME`` or the user's data directory
+(``platformdirs.user_data_dir("prefect-qiskit-runtime")``). In it:
+
+- ``embedded.lock``: an ``flock`` held while one process checks for, or starts, the service, so that
+  concurrent processes share one instance;
+- ``embedded.json`` (mode 0600): ``{"url", "pid"}`` of the running service;
+- ``token`` (mode 0600): the local user's API token, created once;
+- ``embedded.log``: the service's output.
+
+The service listens on 127.0.0.1 on a random port and exits by itself after 15 idle minutes; the
+next client starts a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import psutil
+import requests
+
+from prefect_qiskit_runtime.exceptions import EmbeddedServiceError
+
+logger = logging.getLogger(__name__)
+
+HOME_ENV = "PREFECT_QISKIT_RUNTIME_HOME"
+#: Seconds without requests or running jobs after which the embedded service exits.
+IDLE_TIMEOUT = 900
+#: Seconds to wait for a freshly started service to become ready (it imports Qiskit).
+START_TIMEOUT = 120.0
+LOCAL_USER = "local"
+
+# Keeps the launched services' Popen objects alive: a collected Popen of a still running child
+# warns, and the service is meant to outlive nothing but its idle timeout.
+_launched: list[subprocess.Popen[bytes]] = []
+
+
+@dataclass(frozen=True)
+class EmbeddedService:
+    """Where the embedded service listens and how to authenticate.
+
+    Attributes:
+        url: The service root, ``http://127.0.0.1:PORT``.
+        token: The local user's API token.
+        pid: The service's process id.
+        home: Its data directory.
+        started: Whether this call started it (``False`` when an existing one was reused).
+    """
+
+    url: str
+    token: str
+    pid: int
+    home: Path
+    started: bool = False
+
+    def __repr__(self) -> str:
+        return f"EmbeddedService(url={self.url!r}, pid={self.pid}, home={str(self.home)!r})"
+
+
+def home_dir(home: Path | str | None = None) -> Path:
+    """The embedded service's data directory (created with mode 0700 if missing).
+
+    Args:
+        home: An explicit directory; otherwise ``PREFECT_QISKIT_RUNTIME_HOME`` or the user data dir.
+
+    Returns:
+        The directory.
+    """
+    chosen = (
+        home or os.environ.get(HOME_ENV) or platformdirs.user_data_dir("prefect-qiskit-runtime")
+    )
+    path = Path(chosen).expanduser()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    fd = os.open(home / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by the owner only."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _read_record(home: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((home / "embedded.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or "url" not in record or "pid" not in record:
+        return None
+    return record
+
+
+def _health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        session = requests.Session()
+        session.trust_env = False  # a configured internet proxy must not see local traffic
+        with session:
+            response = session.get(url + "/health", timeout=timeout)
+        if response.status_code != 200:
+            return None
+        body = response.json()
+    except (requests.RequestException, ValueError):
+        return None
+    return body if isinstance(body, dict) and body.get("status") == "ok" else None
+
+
+def _our_process(pid: int, home: Path) -> psutil.Process | None:
+    """The process ``pid`` if it is a runtime service for ``home`` (pids get reused)."""
+    try:
+        proc = psutil.Process(pid)
+        cmdline = proc.cmdline()
+    except (psutil.Error, OSError):
+        return None
+    joined = " ".join(cmdline)
+    ours = "prefect_qiskit_runtime" in joined or "prefect-qiskit-runtime" in joined
+    if ours and (str(home) in cmdline or str(home.resolve()) in cmdline):
+        return proc
+    return None
+
+
+def _local_token(home: Path) -> str:
+    token_file = home / "token"
+    if token_file.exists():
+        return token_file.read_text(encoding="utf-8").strip()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect_qiskit_runtime.cli",
+            "users",
+            "add",
+            LOCAL_USER,
+            "--can-upload",
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise EmbeddedServiceError(
+            f"Could not create the local user in {home}: {result.stderr.strip()[-2000:]}"
+        )
+    token = lines[-1].strip()
+    _write_private(token_file, token + "\n")
+    return token
+
+
+def _launch(home: Path, timeout: float) -> tuple[str, int]:
+    ready = home / "embedded.ready"
+    ready.unlink(missing_ok=True)
+    log_path = home / "embedded.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect_qiskit_runtime.cli",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--home",
+                str(home),
+                "--ready-file",
+                str(ready),
+                "--idle-timeout",
+                str(IDLE_TIMEOUT),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this process and its terminal's signals
+            close_fds=True,
+        )
+    _launched.append(proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready.exists():
+            try:
+                info = json.loads(ready.read_text(encoding="utf-8"))
+                return str(info["url"]).rstrip("/"), int(info.get("pid") or proc.pid)
+            except (OSError, ValueError, KeyError):
+                pass  # written but not complete yet
+        if proc.poll() is not None:
+            raise EmbeddedServiceError(
+                f"The embedded service exited with code {proc.returncode}; "
+                f"see {log_path}:\n{_tail(log_path)}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise EmbeddedServiceError(
+                f"The embedded service was not ready after {timeout:.0f}s; see {log_path}"
+            )
+        # The service writes the ready file once; there is nothing to block on but the file.
+        time.sleep(0.05)
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def ensure(home: Path | str | None = None, *, timeout: float = START_TIMEOUT) -> EmbeddedService:
+    """Return the running embedded service of ``home``, starting it if there is none.
+
+    Safe to call from many processes at once: a file lock makes one of them start the service and
+    the others reuse it.
+
+    Args:
+        home: The data directory (default: :func:`home_dir`).
+        timeout: Seconds to wait for a new service to become ready.
+
+    Returns:
+        The service's URL, token and pid.
+
+    Raises:
+        EmbeddedServiceError: If the service cannot be started.
+
+    Example:
+        >>> info = ensure()  # doctest: +SKIP
+        >>> info.url  # doctest: +SKIP
+        'http://127.0.0.1:53817'
+    """
+    path = home_dir(home)
+    with _locked(path):
+        record = _read_record(path)
+        if record is not None:
+            url, pid = str(record["url"]), int(record["pid"])
+            if _health(url) is not None:
+                return EmbeddedService(url, _local_token(path), pid, path)
+            stale = _our_process(pid, path)
+            if stale is not None and _health(url, timeout=10.0) is not None:
+                return EmbeddedService(url, _local_token(path), pid, path)
+            if stale is not None:
+                logger.warning("Embedded service %d does not answer; restarting it", pid)
+                _terminate(stale)
+            (path / "embedded.json").unlink(missing_ok=True)
+        token = _local_token(path)
+        url, pid = _launch(path, timeout)
+        if _health(url, timeout=10.0) is None:
+            raise EmbeddedServiceError(f"The embedded service at {url} does not answer /health")
+        _write_private(path / "embedded.json", json.dumps({"url": url, "pid": pid}))
+        logger.info("Started the embedded runtime service at %s (pid %d)", url, pid)
+        return EmbeddedService(url, token, pid, path, started=True)
+
+
+def _terminate(proc: psutil.Process, timeout: float = 30.0) -> None:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs([proc], timeout=timeout)
+        for p in alive:
+            p.kill()
+        psutil.wait_procs(alive, timeout=5)
+    except psutil.Error:
+        pass
+
+
+def stop(home: Path | None = None) -> bool:
+    """Stop the embedded service of ``home``.
+
+    Args:
+        home: The data directory (default: :func:`home_dir`).
+
+    Returns:
+        True if a running service was stopped.
+    """
+    path = home_dir(home)
+    with _locked(path):
+        record = _read_record(path)
+        if record is None:
+            return False
+        proc = _our_process(int(record["pid"]), path)
+        (path / "embedded.json").unlink(missing_ok=True)
+        if proc is None:
+            return False
+        _terminate(proc)
+        for launched in list(_launched):
+            if launched.pid == proc.pid:
+                launched.wait(timeout=5)
+                _launched.remove(launched)
+        return True
+
+
+def status(home: Path | None = None) -> dict[str, Any] | None:
+    """Describe the embedded service of ``home`` if it is running.
+
+    Args:
+        home: The data directory (default: :func:`home_dir`).
+
+    Returns:
+        ``{"url", "pid", "home", "version"}`` of a healthy service, or ``None``.
+    """
+    path = home_dir(home)
+    record = _read_record(path)
+    if record is None:
+        return None
+    health = _health(str(record["url"]))
+    if health is None:
+        return None
+    return {
+        "url": str(record["url"]),
+        "pid": int(record["pid"]),
+        "home": str(path),
+        "version": health.get("version"),
+    }
+
+
+__all__ = ["HOME_ENV", "IDLE_TIMEOUT", "EmbeddedService", "ensure", "home_dir", "status", "stop"]

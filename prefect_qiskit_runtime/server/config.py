@@ -1,0 +1,110 @@
+"""Settings of one runtime service instance.
+
+Everything the service needs to know at start-up lives in :class:`ServiceConfig`; the CLI builds it from
+its flags, tests may build it directly. Nothing here imports Qiskit or Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefect_qiskit_runtime.server.executors.base import Executor
+
+#: Environment variable that overrides the default service home.
+HOME_ENV = "PREFECT_QISKIT_RUNTIME_HOME"
+APP_NAME = "prefect-qiskit-runtime"
+
+
+def default_home() -> Path:
+    """Return the service home: ``$PREFECT_QISKIT_RUNTIME_HOME`` or the per-user data directory.
+
+    Returns:
+        The directory (not created).
+
+    Example:
+        >>> isinstance(default_home(), Path)
+        True
+    """
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def sqlite_url(path: Path) -> str:
+    """Return the SQLAlchemy URL of a SQLite database file.
+
+    Args:
+        path: The database file.
+
+    Returns:
+        ``sqlite:///<absolute path>``.
+    """
+    return f"sqlite:///{path.resolve()}"
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of one service instance.
+
+    Args:
+        home: Directory that holds the database, job working directories and TLS files.
+        database_url: Any SQLAlchemy URL; ``None`` means SQLite at ``<home>/runtime.db``.
+        host: Interface to listen on.
+        port: TCP port; 0 picks a free one.
+        workers: How many jobs may run at once (the executor's capacity).
+        memory_limit_mb: Address-space limit of each job's process, ``None`` for none.
+        tls_cert: Certificate file (PEM) to serve HTTPS; needs ``tls_key``.
+        tls_key: Private key file (PEM) of ``tls_cert``.
+        idle_timeout: Exit after this many seconds with no request and no running job.
+        max_upload_bytes: Largest accepted request body (program source, job params).
+        max_message_bytes: Largest interim message a program may publish; larger ones are dropped.
+        log_limit_bytes: Job logs beyond this size are cut by the executor.
+        plain_stream_grace: A job that ended longer than this before its first plain stream
+            connection gets no replay (``spec/runtime-api.md`` §5).
+        max_wait_seconds: Upper bound of the long-poll ``?wait=``.
+        executor_factory: Builds the executor; ``None`` uses the local fork pool.
+        load_builtin_programs: Whether to install the built-in programs at start-up.
+    """
+
+    home: Path
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    memory_limit_mb: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    idle_timeout: float | None = None
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_message_bytes: int = 4 * 1024 * 1024
+    log_limit_bytes: int = 1_000_000
+    plain_stream_grace: float = 10.0
+    max_wait_seconds: float = 60.0
+    executor_factory: Callable[[ServiceConfig], Executor] | None = None
+    load_builtin_programs: bool = True
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL."""
+        return self.database_url or sqlite_url(self.home / "runtime.db")
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Parent directory of the per-job working directories."""
+        return self.home / "jobs"
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the service serves HTTPS."""
+        return self.tls_cert is not None and self.tls_key is not None
+
+
+__all__ = ["HOME_ENV", "ServiceConfig", "default_home", "sqlite_url"]

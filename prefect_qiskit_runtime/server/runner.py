@@ -1,0 +1,272 @@
+"""What runs inside a job's isolated process: load the program, call ``main``, report the outcome.
+
+The warm parent (:mod:`prefect_qiskit_runtime.server.executors.warm`) forks one process per job, sets
+up its session, working directory, limits and log file, connects it to the executor and then calls
+:func:`execute`. Everything here happens in that child: it is the only place where a program's own
+source is compiled and executed.
+
+The program contract (``spec/runtime-api.md`` §7): the source defines
+``main(backend, user_messenger, **inputs)``; ``user_messenger.publish(message, encoder=RuntimeEncoder,
+final=False)`` streams an interim result, ``final=True`` sets the candidate final result (the last one
+wins); a non-``None`` return value of ``main`` counts as a last final publish; with neither, the result
+is ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_RESULT_BYTES",
+    "MessageTooLargeError",
+    "UserMessenger",
+    "configure_logging",
+    "decode_inputs",
+    "execute",
+    "format_program_error",
+    "load_program",
+    "preload",
+]
+
+#: Largest interim message a program may publish (UTF-8 bytes of its JSON text).
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Largest final result (UTF-8 bytes of its JSON text).
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
+#: Input keys the old client's ``ParameterNamespace`` adds; never passed to ``main``.
+NAMESPACE_PREFIX = "_ParameterNamespace__"
+#: The module name programs run under (not ``__main__``: programs often test themselves there).
+PROGRAM_MODULE = "runtime_program"
+PROGRAM_FILE = "program.py"
+
+Send = Callable[[dict[str, Any]], None]
+
+
+class MessageTooLargeError(ValueError):
+    """A published message or the final result is larger than the service accepts."""
+
+
+class UserMessenger:
+    """The ``user_messenger`` a program's ``main`` receives.
+
+    Args:
+        send: Writes one frame to the executor.
+        max_message_bytes: Limit for interim messages.
+        max_result_bytes: Limit for the final result.
+    """
+
+    def __init__(
+        self,
+        send: Send,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        self._send = send
+        self._max_message = max_message_bytes
+        self._max_result = max_result_bytes
+        self.final_result: str | None = None
+
+    def publish(
+        self, message: Any, encoder: type[json.JSONEncoder] | None = None, final: bool = False
+    ) -> None:
+        """Publish an interim result, or with ``final=True`` the candidate final result.
+
+        Args:
+            message: Anything the encoder can serialise.
+            encoder: A ``json.JSONEncoder`` subclass; defaults to ``RuntimeEncoder``.
+            final: Whether this is the (candidate) final result; the last one wins.
+
+        Raises:
+            MessageTooLargeError: If the encoded message exceeds the service's limit.
+            TypeError: If the encoder cannot serialise ``message``.
+        """
+        if encoder is None:
+            from prefect_qiskit_runtime.codec import RuntimeEncoder
+
+            encoder = RuntimeEncoder
+        text = json.dumps(message, cls=encoder)
+        limit = self._max_result if final else self._max_message
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            what = "final result" if final else "interim message"
+            raise MessageTooLargeError(
+                f"The {what} is {size} bytes of JSON, larger than the limit of {limit} bytes"
+            )
+        if final:
+            self.final_result = text
+        else:
+            self._send({"t": "message", "data": text})
+
+
+def decode_inputs(params_json: str) -> dict[str, Any]:
+    """Decode a job's ``params`` into the keyword arguments of ``main``.
+
+    Accepts what the old client may send (spec §3.3): an object, a one-element list holding one, or a
+    JSON string of one. The ``_ParameterNamespace__*`` keys are dropped.
+
+    Raises:
+        ValueError: If ``params`` is not an object.
+    """
+    from prefect_qiskit_runtime.codec import RuntimeDecoder
+
+    params: Any = json.loads(params_json, cls=RuntimeDecoder) if params_json else {}
+    if isinstance(params, str):
+        params = json.loads(params, cls=RuntimeDecoder)
+    if isinstance(params, list) and len(params) == 1:
+        params = params[0]
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValueError(f"Job params must be a JSON object, not {type(params).__name__}")
+    return {k: v for k, v in params.items() if not str(k).startswith(NAMESPACE_PREFIX)}
+
+
+def load_program(source: str, filename: str) -> types.ModuleType:
+    """Compile and execute a program's source as module ``runtime_program``.
+
+    Only ever called inside a job's isolated process.
+
+    Args:
+        source: The program source.
+        filename: The file name tracebacks show (the file should hold ``source``).
+
+    Returns:
+        The module; its ``main`` is the entry point.
+    """
+    module = types.ModuleType(PROGRAM_MODULE)
+    module.__file__ = filename
+    # Registered so that dataclasses, pickle-by-reference and typing resolve the module.
+    sys.modules[PROGRAM_MODULE] = module
+    code = compile(source, filename, "exec", dont_inherit=True)
+    exec(code, module.__dict__)  # the program's own source, in its own process (see module doc)
+    return module
+
+
+def format_program_error(exc: BaseException, program_file: str) -> str:
+    """Format an exception as the traceback a program author wants to read.
+
+    Frames of the runner itself are dropped: the traceback starts at the first frame of the program
+    file, or shows only the exception when the program was never entered (for example ``main`` got an
+    unexpected keyword argument).
+
+    Returns:
+        The traceback text, ending with ``ExceptionName: message``.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != program_file:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def configure_logging(level: str | None) -> None:
+    """Send Python logging at ``level`` (default WARNING) and above to ``sys.stderr``.
+
+    Args:
+        level: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL``, any case.
+    """
+    name = (level or "WARNING").upper()
+    if name not in _LEVELS:
+        name = "WARNING"
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(name)
+
+
+def execute(spec: dict[str, Any], send: Send) -> bool:
+    """Run one job's program and report its outcome through ``send``.
+
+    Expects the process to be set up already (working directory, log file on fds 1 and 2, limits)
+    and the ``hello``/``started`` frames sent.
+
+    Args:
+        spec: ``program_source``, ``params_json``, ``backend_name``, ``log_level``, ``workdir`` and
+            optionally ``max_message_bytes``/``max_result_bytes``.
+        send: Writes one frame to the executor.
+
+    Returns:
+        True if the program completed, False if it failed (the ``error`` frame was sent).
+    """
+    configure_logging(spec.get("log_level"))
+    program_file = str(Path(spec["workdir"]) / PROGRAM_FILE)
+    messenger = UserMessenger(
+        send,
+        spec.get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES,
+        spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES,
+    )
+    try:
+        Path(program_file).write_text(spec["program_source"], encoding="utf-8")
+        inputs = decode_inputs(spec["params_json"])
+        from prefect_qiskit_runtime.server.backends import build_backend
+
+        backend = build_backend(spec["backend_name"], cached=True)
+        module = load_program(spec["program_source"], program_file)
+        main = getattr(module, "main", None)
+        if not callable(main):
+            raise AttributeError(
+                "The program does not define main(backend, user_messenger, **kwargs)"
+            )
+        returned = main(backend, messenger, **inputs)
+        if returned is not None:
+            messenger.publish(returned, final=True)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the job too
+        _flush_std_streams()
+        send(
+            {
+                "t": "error",
+                "traceback": format_program_error(exc, program_file),
+                "exc_type": type(exc).__name__,
+            }
+        )
+        return False
+    _flush_std_streams()
+    send({"t": "result", "data": messenger.final_result or "null"})
+    return True
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - a program may have closed or replaced them
+            pass
+
+
+def preload() -> None:
+    """Import and build what programs need, once, in the warm parent before it forks jobs.
+
+    Nothing here may start threads that a forked child would need (OpenMP or rayon pools): only
+    imports, backend objects and pass-manager construction (which loads the transpiler plugins).
+    """
+    import numpy  # noqa: F401
+    import qiskit  # noqa: F401
+    import qiskit.circuit.library  # noqa: F401
+    import qiskit.primitives  # noqa: F401
+    import qiskit.qpy  # noqa: F401
+    import qiskit.quantum_info  # noqa: F401
+    import qiskit_aer  # noqa: F401
+    import qiskit_aer.primitives  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    from prefect_qiskit_runtime.codec import RuntimeDecoder, RuntimeEncoder
+    from prefect_qiskit_runtime.server import backends
+
+    backends.warm_up()
+    for name in backends.names():
+        for level in (1,):
+            generate_preset_pass_manager(level, backends.build_backend(name, cached=True))
+    json.loads(json.dumps({"z": 1j}, cls=RuntimeEncoder), cls=RuntimeDecoder)

@@ -1,0 +1,363 @@
+"""From the queue to the executor and back: dispatch, outcomes, watchdog, cancel and recovery.
+
+The scheduler owns the job state machine. It claims QUEUED jobs from the store (oldest first) while the
+executor has room, hands them over with a fresh working directory, numbers and stores what the program
+publishes, and records how each job ended. Nothing here runs program code.
+
+State rules:
+
+- A job is RUNNING from the moment this instance claims it.
+- Cancelling or the execution-time watchdog writes the final status first and kills second, so the
+  status the API shows changes at once and a late ``COMPLETED`` from the executor never overwrites it.
+- At start-up, RUNNING jobs of a dead instance become ``FAILED`` (``SERVICE_RESTARTED``, retryable) and
+  QUEUED jobs simply run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.server.broker import Broker
+from prefect_qiskit_runtime.server.config import ServiceConfig
+from prefect_qiskit_runtime.server.executors.base import Executor, JobSpec, Outcome
+from prefect_qiskit_runtime.server.store import ClaimedJob, Store
+
+logger = logging.getLogger("prefect_qiskit_runtime.server.scheduler")
+
+#: How often the scheduler re-reads the queue without being woken (jobs of other instances).
+POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 5.0
+LEASE_SECONDS = 60.0
+
+
+@dataclass
+class _Running:
+    job_id: str
+    workdir: Path
+    started: float = field(default_factory=time.monotonic)
+    watchdog: asyncio.TimerHandle | None = None
+
+
+class Scheduler:
+    """Dispatches queued jobs to an executor and records their outcomes (implements
+    :class:`~prefect_qiskit_runtime.server.executors.base.ExecutorEvents`).
+
+    Args:
+        store: The repository.
+        broker: Where job events are announced.
+        executor: What runs the programs.
+        config: Service settings (home, limits).
+        on_job_end: Called with ``(job_id, status)`` after a job's outcome is stored (metrics).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        executor: Executor,
+        config: ServiceConfig,
+        on_job_end: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.executor = executor
+        self.config = config
+        self.instance_id = secrets.token_hex(8)
+        self.on_job_end = on_job_end
+        self.running: dict[str, _Running] = {}
+        self.dropped_messages = 0
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> list[str]:
+        """Register this instance, recover jobs of dead ones, start the executor and dispatching.
+
+        Returns:
+            Ids of jobs failed by the recovery.
+        """
+        self._loop = asyncio.get_running_loop()
+        self.broker.bind(self._loop)
+        await asyncio.to_thread(self.store.register_instance, self.instance_id)
+        failed = await asyncio.to_thread(self.store.recover, self.instance_id, LEASE_SECONDS)
+        for job_id in failed:
+            logger.warning("job %s was running when the service stopped; marked FAILED", job_id)
+        self._clean_stale_workdirs()
+        await self.executor.start(self)
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="scheduler-dispatch"),
+            asyncio.create_task(self._housekeeping_loop(), name="scheduler-housekeeping"),
+        ]
+        self.kick()
+        return failed
+
+    async def shutdown(self) -> None:
+        """Stop dispatching and stop the executor (running jobs are killed and stay RUNNING in the
+        store until the next start-up fails them, unless another instance does it first)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for running in self.running.values():
+            if running.watchdog is not None:
+                running.watchdog.cancel()
+        try:
+            await self.executor.shutdown()
+        except Exception:
+            logger.exception("executor shutdown failed")
+        running_ids = list(self.running)
+        self.running.clear()
+        if running_ids:
+            # This process is going away cleanly: say so now rather than at the next start-up.
+            await asyncio.to_thread(self._fail_interrupted, running_ids)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.remove_instance, self.instance_id)
+
+    def _fail_interrupted(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.store.end_running_job(
+                job_id,
+                JobState.FAILED,
+                ReasonCode.SERVICE_RESTARTED,
+                "The runtime service was stopped while this job was running (SERVICE_RESTARTED). "
+                "The job did not finish; it is safe to submit it again.",
+            )
+            shutil.rmtree(self.config.jobs_dir / job_id, ignore_errors=True)
+
+    def kick(self) -> None:
+        """Wake the dispatcher (thread-safe): a job was queued or a slot became free."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def running_count(self) -> int:
+        """Jobs this instance is running now."""
+        return len(self.running)
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            self._wake.clear()
+            try:
+                await self._dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("dispatch failed; retrying")
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            free = self.executor.capacity - len(self.running)
+            if free <= 0:
+                return
+            claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
+            if not claimed:
+                return
+            for item in claimed:
+                await self._submit(item)
+
+    async def _submit(self, item: ClaimedJob) -> None:
+        job = item.job
+        workdir = self.config.jobs_dir / job.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        running = _Running(job_id=job.id, workdir=workdir)
+        self.running[job.id] = running
+        assert self._loop is not None
+        running.watchdog = self._loop.call_later(
+            max(job.cost, 1), lambda: asyncio.ensure_future(self._ran_too_long(job.id, job.cost))
+        )
+        spec = JobSpec(
+            job_id=job.id,
+            program_source=item.program_source,
+            params_json=job.params,
+            backend_name=job.backend,
+            log_level=job.log_level,
+            workdir=workdir,
+            memory_limit_mb=self.config.memory_limit_mb,
+            log_limit_bytes=self.config.log_limit_bytes,
+        )
+        try:
+            await self.executor.submit(spec)
+        except Exception as exc:
+            logger.exception("executor refused job %s", job.id)
+            await self.on_finished(
+                job.id,
+                Outcome(status="LOST", error=f"The executor could not start the job: {exc!r}"),
+            )
+
+    # -- executor events -----------------------------------------------------------------------
+
+    async def on_started(self, job_id: str) -> None:
+        """The job's process is about to call ``main`` (nothing to record: RUNNING since claim)."""
+        logger.debug("job %s started", job_id)
+
+    async def on_message(self, job_id: str, data: str) -> None:
+        """Store an interim message with the next sequence number, then announce it."""
+        if len(data.encode("utf-8", "surrogatepass")) > self.config.max_message_bytes:
+            self.dropped_messages += 1
+            logger.warning(
+                "job %s published a message over %d bytes; dropped",
+                job_id,
+                self.config.max_message_bytes,
+            )
+            return
+        seq = await asyncio.to_thread(self.store.add_message, job_id, data)
+        if seq is not None:
+            self.broker.publish_message(job_id, seq, data)
+
+    async def on_finished(self, job_id: str, outcome: Outcome) -> None:
+        """Record the outcome (unless the job already ended), announce it, free the slot."""
+        running = self.running.pop(job_id, None)
+        if running is not None and running.watchdog is not None:
+            running.watchdog.cancel()
+        status, reason, result, error = _map_outcome(outcome)
+        try:
+            done = await asyncio.to_thread(
+                self.store.finish_job,
+                job_id,
+                status,
+                reason_code=reason,
+                result=result,
+                error=error,
+                logs=outcome.logs,
+            )
+            final_status = done.status or status.value
+            if done.applied and self.on_job_end is not None:
+                self.on_job_end(job_id, final_status)
+            self.broker.publish_final(job_id, final_status)
+        finally:
+            workdir = running.workdir if running else self.config.jobs_dir / job_id
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            self.kick()
+
+    # -- cancel, delete, watchdog --------------------------------------------------------------
+
+    async def kill(self, job_id: str) -> bool:
+        """Stop a job this instance runs (its final status must already be stored).
+
+        Returns:
+            Whether the executor knew the job.
+        """
+        if job_id not in self.running:
+            return False
+        try:
+            return await self.executor.cancel(job_id)
+        except Exception:
+            logger.exception("cancelling job %s failed", job_id)
+            return False
+
+    def kill_threadsafe(self, job_id: str) -> None:
+        """Ask the event loop to stop a job (from a route running in a worker thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.kill(job_id), loop)
+
+    async def _ran_too_long(self, job_id: str, cost: int) -> None:
+        message = (
+            f"Job {job_id} ran longer than its maximum execution time of {cost} seconds "
+            "and was cancelled (RAN_TOO_LONG)."
+        )
+        changed = await asyncio.to_thread(
+            self.store.end_running_job,
+            job_id,
+            JobState.CANCELLED_RAN_TOO_LONG,
+            ReasonCode.RAN_TOO_LONG,
+            message,
+        )
+        if changed:
+            if self.on_job_end is not None:
+                self.on_job_end(job_id, JobState.CANCELLED_RAN_TOO_LONG.value)
+            self.broker.publish_final(job_id, JobState.CANCELLED_RAN_TOO_LONG.value)
+        await self.kill(job_id)
+
+    async def _housekeeping_loop(self) -> None:
+        last_beat = 0.0
+        while not self._stopping:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await self._reconcile()
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = time.monotonic()
+                    await asyncio.to_thread(self.store.heartbeat, self.instance_id)
+                    failed = await asyncio.to_thread(
+                        self.store.recover, self.instance_id, LEASE_SECONDS
+                    )
+                    for job_id in failed:
+                        self.broker.publish_final(job_id, JobState.FAILED.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("housekeeping failed; retrying")
+
+    async def _reconcile(self) -> None:
+        """Kill jobs that were cancelled or deleted through another instance."""
+        if not self.running:
+            return
+        ids = list(self.running)
+        statuses = await asyncio.to_thread(self.store.job_statuses, ids)
+        for job_id in ids:
+            if job_id in self.running and statuses.get(job_id) != JobState.RUNNING.value:
+                await self.kill(job_id)
+
+    def _clean_stale_workdirs(self) -> None:
+        jobs_dir = self.config.jobs_dir
+        if not jobs_dir.is_dir():
+            return
+        for child in jobs_dir.iterdir():
+            if child.name not in self.running:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _map_outcome(
+    outcome: Outcome,
+) -> tuple[JobState, ReasonCode | None, str | None, str | None]:
+    if outcome.status == "COMPLETED":
+        return JobState.COMPLETED, None, outcome.result or "null", None
+    if outcome.status == "FAILED":
+        reason = _reason_from_details(outcome) or ReasonCode.PROGRAM_ERROR
+        return JobState.FAILED, reason, None, outcome.error or "The program failed."
+    if outcome.status == "CANCELLED":
+        return JobState.CANCELLED, ReasonCode.CANCELLED_BY_USER, None, None
+    reason = _reason_from_details(outcome) or ReasonCode.WORKER_LOST
+    error = outcome.error or "The job's worker process ended without reporting a result."
+    if reason is ReasonCode.WORKER_LOST and "WORKER_LOST" not in error:
+        error = f"{error}\n(WORKER_LOST: the job may succeed if submitted again.)"
+    return JobState.FAILED, reason, None, error
+
+
+def _reason_from_details(outcome: Outcome) -> ReasonCode | None:
+    value = outcome.details.get("reason_code")
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return ReasonCode(value)
+    return None
+
+
+__all__ = ["Scheduler"]
