@@ -1,7 +1,7 @@
 """Small helpers shared by ``tasks.py`` and ``loops.py``: run context, keys, throttling, UI calls.
 
-Everything here works inside and outside a Prefect run: without a run context, loggers fall back to a
-module logger, artifacts and events are skipped, and idempotency keys are random.
+Everything here works inside and outside a Prefect run: without a run context, loggers fall back to
+a module logger, artifacts and events are skipped, and idempotency keys are random.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect.context import FlowRunContext, TaskRunContext
@@ -176,22 +176,25 @@ def create_progress(progress: float, description: str, key: str | None = None) -
     from prefect.artifacts import create_progress_artifact
 
     try:
-        return create_progress_artifact(  # type: ignore[call-arg]
+        made: Any = create_progress_artifact(
             progress=progress, key=key, description=description, _sync=True
         )
+        return cast(UUID, made)
     except Exception:  # the UI is best effort; the job result matters more
         _log.debug("Could not create a progress artifact", exc_info=True)
         return None
 
 
-def update_progress(artifact_id: UUID | None, progress: float, description: str | None = None) -> None:
+def update_progress(
+    artifact_id: UUID | None, progress: float, description: str | None = None
+) -> None:
     """Update a progress artifact made by :func:`create_progress` (no-op for ``None``)."""
     if artifact_id is None:
         return
     from prefect.artifacts import update_progress_artifact
 
     try:
-        update_progress_artifact(  # type: ignore[call-arg]
+        update_progress_artifact(
             artifact_id=artifact_id,
             progress=max(0.0, min(100.0, progress)),
             description=description,
@@ -208,9 +211,10 @@ def create_table(table: list[dict[str, Any]], key: str | None, description: str)
     from prefect.artifacts import create_table_artifact
 
     try:
-        return create_table_artifact(  # type: ignore[call-arg]
+        made: Any = create_table_artifact(  # type: ignore[call-arg]
             table=table, key=key, description=description, _sync=True
         )
+        return cast(UUID, made)
     except Exception:
         _log.warning("Could not create table artifact %s", key, exc_info=True)
         return None
@@ -223,9 +227,10 @@ def create_markdown(markdown: str, key: str | None, description: str) -> UUID | 
     from prefect.artifacts import create_markdown_artifact
 
     try:
-        return create_markdown_artifact(  # type: ignore[call-arg]
+        made: Any = create_markdown_artifact(  # type: ignore[call-arg]
             markdown=markdown, key=key, description=description, _sync=True
         )
+        return cast(UUID, made)
     except Exception:
         _log.warning("Could not create markdown artifact %s", key, exc_info=True)
         return None

@@ -2,8 +2,8 @@
 
 Two blocks, saved once and loaded by name in any flow:
 
-- :class:`QiskitRuntimeCredentials` says *where*: the service URL (empty for the embedded service on this
-  machine), the API token and the hub/group/project. ``get_client()`` hands back a
+- :class:`QiskitRuntimeCredentials` says *where*: the service URL (empty for the embedded service
+  on this machine), the API token and the hub/group/project. ``get_client()`` hands back a
   :class:`~prefect_qiskit_runtime.client.RuntimeService`, cached per block and per thread.
 - :class:`QiskitRuntimeBackend` says *how*: which backend, default inputs and run options, a
   ``max_execution_time`` override, and the retry policy of the tasks that run jobs.
@@ -215,11 +215,11 @@ class QiskitRuntimeCredentials(CredentialsBlock):
 class QiskitRuntimeBackend(Block):
     """How jobs run: backend, default inputs and options, and the retry policy of job tasks.
 
-    Tasks that submit jobs (``run_program``, ``run_and_await``) take this block. Its ``default_inputs``
-    are merged under the inputs of each call, ``options`` under its run options. The retry policy
-    applies to failures marked retryable only (a lost worker, a service that stayed unreachable);
-    a program's own exception never retries. Pass ``**backend.task_options()`` to ``with_options`` to
-    apply the delay and timeout of the block to a task.
+    Tasks that submit jobs (``run_program``, ``run_and_await``) take this block. Its
+    ``default_inputs`` are merged under the inputs of each call, ``options`` under its run options.
+    The retry policy applies to failures marked retryable only (a lost worker, a service that stayed
+    unreachable); a program's own exception never retries. Pass ``**backend.task_options()`` to
+    ``with_options`` to apply the delay and timeout of the block to a task.
 
     Example:
         Load a backend block and run a program on it:

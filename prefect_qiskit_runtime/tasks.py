@@ -1,8 +1,8 @@
 """Prefect tasks for the runtime-program lifecycle: upload, run, await, cancel, delete, inspect.
 
 Every task has a synchronous form (``run_program``) and an asynchronous twin with an ``a`` prefix
-(``arun_program``) for async flows; both share one implementation, which calls the blocking client on
-a worker thread in the async case.
+(``arun_program``) for async flows; both share one implementation, which calls the blocking client
+on a worker thread in the async case.
 
 Retries happen in two layers (see the *Retries* page of the docs):
 
@@ -12,18 +12,19 @@ Retries happen in two layers (see the *Retries* page of the docs):
   service, a service unreachable through every transport retry): ``retry_condition_fn`` checks it.
   A program's own exception fails the task at once, with the program's traceback in the message.
 
-The idempotency key of ``run_program``, ``run_and_await`` and ``upload_program`` derives from the task
-run (its id plus a fixed suffix, never the attempt number). A retry therefore finds the job the first
-attempt made instead of making a second one. ``run_and_await`` resubmits only after that job has
-definitely ended with a retryable failure, under a key derived from the failed job.
+The idempotency key of ``run_program``, ``run_and_await`` and ``upload_program`` derives from the
+task run (its id plus a fixed suffix, never the attempt number). A retry therefore finds the job the
+first attempt made instead of making a second one. ``run_and_await`` resubmits only after that job
+has definitely ended with a retryable failure, under a key derived from the failed job.
 
-No orphans: when a task that waits for a job times out, is cancelled, or sees its flow run cancelled,
-it cancels the job before it fails.
+No orphans: when a task that waits for a job times out, is cancelled, or sees its flow run
+cancelled, it cancels the job before it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ __all__ = [
     "list_programs",
     "run_and_await",
     "run_program",
+    "submit_job",
     "upload_program",
 ]
 
@@ -155,8 +157,8 @@ class _JobObserver:
     """Shows one job in Prefect while a task waits for it.
 
     Each interim result becomes one truncated log line. The progress artifact and the
-    ``prefect-qiskit-runtime.job.interim-result`` event are throttled to about one per second; the end
-    of the job always updates both and adds one table artifact of job metrics.
+    ``prefect-qiskit-runtime.job.interim-result`` event are throttled to about one per second; the
+    end of the job always updates both and adds one table artifact of job metrics.
     """
 
     def __init__(
@@ -249,7 +251,7 @@ def _cancel_quietly(job: RuntimeJob, why: str) -> None:
 
 
 def _wait_final(job: RuntimeJob, timeout: float | None, abort: threading.Event | None) -> None:
-    """Wait for the job's final state in short long-polls, so timeouts and cancellations land fast."""
+    """Wait for the final state in short long-polls, so timeouts and cancellations land fast."""
     deadline = None if timeout is None else time.monotonic() + timeout
     next_check = time.monotonic() + _CANCEL_CHECK_SECONDS
     while True:
@@ -296,11 +298,13 @@ def _await(
     observer.start()
     logger = observer.logger
     logger.info("Waiting for runtime job %s (program %s)", job.job_id(), job.program_id)
-    if stream and not (job.state is not None and job.state.is_final):
-        try:
+    if stream:
+        if job.state is not None and job.state.is_final:
+            # Ended before we looked: the service keeps every interim result, show them now.
+            for message in job.interim_results(decoder):
+                observer.on_interim(job.job_id(), message)
+        else:
             job.stream_results(pu.bind_context(observer.on_interim), decoder)
-        except RuntimeInvalidStateError:
-            pass  # ended before the stream started; the stored messages are logged below
     try:
         _wait_final(job, timeout, abort)
     except BaseException as exc:
@@ -382,12 +386,57 @@ def _replace_program(
     name = kwargs.get("name") or meta.get("name")
     for program in service.programs(refresh=True, limit=None):
         if program.name == name:
-            update = {
-                k: kwargs[k] for k in ("description", "max_execution_time") if k in kwargs
-            }
+            update = {k: kwargs[k] for k in ("description", "max_execution_time") if k in kwargs}
             service.update_program(program.program_id, data=source, metadata=meta, **update)
             return str(program.program_id)
     raise RuntimeProgramNotFound(f"A program named {name!r} exists but is not yours to update.")
+
+
+def submit_job(
+    service: RuntimeService,
+    program_id: str,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    *,
+    key: str,
+    replace_failed: bool,
+    max_replacements: int = 5,
+) -> RuntimeJob:
+    """Submit a job under idempotency key ``key``; the same key again returns the same job.
+
+    With ``replace_failed``, a job that already ended with a retryable failure (its worker was lost,
+    the service restarted) is followed by a new job keyed on the failed job's id. Whatever the
+    number of task attempts, each failed job is replaced exactly once, and a job that is queued,
+    running or done is never duplicated.
+
+    Args:
+        service: The client.
+        program_id: The program.
+        options: Run options (``backend_name``...).
+        inputs: Program inputs.
+        key: The idempotency key of the first submission.
+        replace_failed: Check the job and replace it if it failed retryably (on a retry attempt).
+        max_replacements: Longest chain of replacements followed.
+
+    Returns:
+        The job to wait for.
+    """
+    job = service.run(program_id, options, inputs, idempotency_key=key)
+    for _ in range(max_replacements):
+        if not replace_failed:
+            break
+        job.refresh()
+        if not (job.state is not None and job.state.is_final and job.retryable):
+            break
+        pu.run_logger().warning(
+            "Runtime job %s ended with a retryable failure (%s); submitting a replacement",
+            job.job_id(),
+            job.reason_code.value if job.reason_code else job.state.value,
+        )
+        job = service.run(
+            program_id, options, inputs, idempotency_key=f"{key}-after-{job.job_id()}"
+        )
+    return job
 
 
 def _submit(
@@ -398,30 +447,16 @@ def _submit(
     *,
     resubmit_failed: bool,
 ) -> RuntimeJob:
-    """Submit once per task run: a retry presents the same key and gets the same job back.
-
-    With ``resubmit_failed``, a job that already ended with a retryable failure (its worker was lost,
-    the service restarted) is followed by a new job, keyed on the failed job's id, so a retry replaces
-    the failed job exactly once however often the task runs.
-    """
-    service = _service(backend)
-    merged_inputs = backend.merge_inputs(dict(inputs or {}))
+    """Submit once per task run (see :func:`submit_job`) and announce the job."""
     run_options = backend.run_options(dict(options or {}))
-    key = pu.task_run_key("run")
-    check = resubmit_failed and pu.task_run_count() > 1
-    for _ in range(backend.job_attempts + 1):
-        job = service.run(program_id, run_options, merged_inputs, idempotency_key=key)
-        if not check:
-            break
-        job.refresh()
-        if not (job.state is not None and job.state.is_final and job.retryable):
-            break
-        pu.run_logger().warning(
-            "Runtime job %s ended with a retryable failure (%s); submitting a replacement",
-            job.job_id(),
-            job.reason_code.value if job.reason_code else job.state.value,
-        )
-        key = f"{pu.task_run_key('run')}-after-{job.job_id()}"
+    job = submit_job(
+        _service(backend),
+        program_id,
+        run_options,
+        backend.merge_inputs(dict(inputs or {})),
+        key=pu.task_run_key("run"),
+        replace_failed=resubmit_failed and pu.task_run_count() > 1,
+    )
     pu.run_logger().info(
         "Runtime job %s: program %s on %s", job.job_id(), program_id, run_options["backend_name"]
     )
@@ -535,12 +570,13 @@ def _list_programs(credentials: CredentialsLike, limit: int | None) -> list[dict
 async def _in_thread_cancelling(fn: Any, job_lookup: Any, *args: Any) -> Any:
     """Run a waiting implementation on a worker thread; on cancellation stop it and cancel its job.
 
-    ``asyncio`` cancellation (a task timeout, a cancelled flow run) cannot interrupt the thread, so the
-    thread gets an abort flag it checks between long-polls, and the job is cancelled from here at once.
+    ``asyncio`` cancellation (a task timeout, a cancelled flow run) cannot interrupt the thread, so
+    the thread gets an abort flag it checks between long-polls, and the job is cancelled from here
+    at once.
     """
     abort = threading.Event()
     try:
-        return await asyncio.to_thread(fn, *args, abort)
+        return await asyncio.to_thread(functools.partial(fn, *args, abort))
     except BaseException:
         abort.set()
         job_id = job_lookup()
@@ -721,7 +757,8 @@ def await_result(
         The decoded final result.
 
     Raises:
-        RuntimeJobFailureError: The program raised (its traceback is in the message) or ran too long.
+        RuntimeJobFailureError: The program raised (its traceback is in the message) or ran
+            too long.
         RuntimeJobCancelled: The job was cancelled.
         RuntimeJobTimeoutError: ``timeout`` passed.
     """
@@ -763,7 +800,7 @@ def run_and_await(
     decoder: Any = None,
     artifacts: bool = True,
 ) -> Any:
-    """Run a program and wait for its result in one task: :func:`run_program` + :func:`await_result`.
+    """Run a program and wait for its result: :func:`run_program` + :func:`await_result` in one.
 
     On a retry the task picks up the job its first attempt submitted. Only when that job ended with
     a retryable failure (lost worker, restarted service) does it submit a replacement, once.
@@ -797,9 +834,7 @@ def run_and_await(
             return run_and_await(backend, "hello-world", {"iterations": 3})
         ```
     """
-    return _run_and_await(
-        backend, program_id, inputs, options, timeout, stream, decoder, artifacts
-    )
+    return _run_and_await(backend, program_id, inputs, options, timeout, stream, decoder, artifacts)
 
 
 @task(name="run-and-await-runtime-program", task_run_name="run-{program_id}", **_COMMON)

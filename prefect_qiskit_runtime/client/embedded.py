@@ -1,7 +1,7 @@
 """The embedded service: one local runtime service per data directory, started on demand.
 
 The data directory is ``PREFECT_QISKIT_RUNTIME_HOME`` or the user's data directory
-(``platformdirs.user_data_dir("prefect-qiskit-runtime")``). In it:
+(``platformdirs.user_data_dir("prefect-qiskit-runtime", appauthor=False)``). In it:
 
 - ``embedded.lock``: an ``flock`` held while one process checks for, or starts, the service, so that
   concurrent processes share one instance;
@@ -81,7 +81,9 @@ def home_dir(home: Path | str | None = None) -> Path:
         The directory.
     """
     chosen = (
-        home or os.environ.get(HOME_ENV) or platformdirs.user_data_dir("prefect-qiskit-runtime")
+        home
+        or os.environ.get(HOME_ENV)
+        or platformdirs.user_data_dir("prefect-qiskit-runtime", appauthor=False)
     )
     path = Path(chosen).expanduser()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -258,6 +260,9 @@ def ensure(home: Path | str | None = None, *, timeout: float = START_TIMEOUT) ->
         'http://127.0.0.1:53817'
     """
     path = home_dir(home)
+    for launched in list(_launched):
+        if launched.poll() is not None:  # reap a service that has exited (idle timeout)
+            _launched.remove(launched)
     with _locked(path):
         record = _read_record(path)
         if record is not None:

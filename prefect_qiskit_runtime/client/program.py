@@ -250,8 +250,17 @@ class ParameterNamespace(SimpleNamespace):
         return self.__metadata
 
     def to_inputs(self) -> dict[str, Any]:
-        """The inputs to send: every attribute except the namespace's own bookkeeping."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_ParameterNamespace__")}
+        """The inputs to send: every attribute set, without the namespace's own bookkeeping.
+
+        A declared parameter still ``None`` was never set and is left out, so the service applies
+        its default instead of checking ``None`` against the parameter's type.
+        """
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_ParameterNamespace__")
+            and not (v is None and k in self.__program_params)
+        }
 
     def validate(self) -> None:
         """Check that every required input has a value (extra attributes are allowed).

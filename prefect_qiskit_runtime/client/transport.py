@@ -346,6 +346,11 @@ class Transport:
         )
         try:
             response: requests.Response = retrying(attempt)
+        except requests.exceptions.SSLError:
+            raise RequestsApiError(
+                f"Failed to {what}: the TLS certificate of {self.root_url} was not accepted "
+                "(pass verify=<CA bundle path> for a self-signed certificate)"
+            ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise RuntimeServiceUnavailable(
                 f"Failed to {what}: service at {self.root_url} unreachable ({type(exc).__name__})"

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
@@ -58,6 +58,7 @@ from prefect_qiskit_runtime.server.store import (
 )
 
 logger = logging.getLogger("prefect_qiskit_runtime.server")
+_M = TypeVar("_M", bound=BaseModel)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 NAMESPACE_KEYS = ("_ParameterNamespace__metadata", "_ParameterNamespace__program_params")
@@ -173,16 +174,23 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.jobs_submitted = Counter(
-            "pqr_jobs_submitted", "Jobs created.", registry=self.registry
-        )
+        self.jobs_submitted = Counter("pqr_jobs_submitted", "Jobs created.", registry=self.registry)
         self.jobs_finished = Counter(
-            "pqr_jobs_finished", "Jobs that reached a final status.", ["status"], registry=self.registry
+            "pqr_jobs_finished",
+            "Jobs that reached a final status.",
+            ["status"],
+            registry=self.registry,
         )
-        running = Gauge("pqr_jobs_running_here", "Jobs this instance runs now.", registry=self.registry)
-        running.set_function(lambda: float(runtime.scheduler.running_count if runtime.scheduler else 0))
+        running = Gauge(
+            "pqr_jobs_running_here", "Jobs this instance runs now.", registry=self.registry
+        )
+        running.set_function(
+            lambda: float(runtime.scheduler.running_count if runtime.scheduler else 0)
+        )
         streams = Gauge(
-            "pqr_stream_subscriptions", "Open stream and long-poll subscriptions.", registry=self.registry
+            "pqr_stream_subscriptions",
+            "Open stream and long-poll subscriptions.",
+            registry=self.registry,
         )
         streams.set_function(lambda: float(runtime.broker.subscriber_count()))
 
@@ -255,7 +263,9 @@ def default_executor(config: ServiceConfig) -> Executor:
     from prefect_qiskit_runtime.server.executors.local import LocalExecutor
 
     return LocalExecutor(
-        capacity=config.workers, home=config.home, memory_limit_mb=config.memory_limit_mb
+        config.workers,
+        memory_limit_mb=config.memory_limit_mb,
+        max_message_bytes=config.max_message_bytes,
     )
 
 
@@ -306,7 +316,9 @@ Send = Callable[[Message], Awaitable[None]]
 class ServiceMiddleware:
     """Counts requests for the idle timeout and the metrics, and caps request bodies."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime) -> None:
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime
+    ) -> None:
         self.app = app
         self.runtime = runtime
 
@@ -346,7 +358,9 @@ class ServiceMiddleware:
                 length = _content_length(scope)
                 if length is not None and length > limit:
                     response = error_response(
-                        413, "PAYLOAD_TOO_LARGE", f"The request body exceeds the limit of {limit} bytes."
+                        413,
+                        "PAYLOAD_TOO_LARGE",
+                        f"The request body exceeds the limit of {limit} bytes.",
                     )
                     await response(scope, receive, send_wrapper)
                     return
@@ -361,7 +375,9 @@ class ServiceMiddleware:
             method = scope.get("method", "WS")
             self.runtime.metrics.requests.labels(method, label, str(status["code"] or 500)).inc()
             if scope["type"] == "http":
-                self.runtime.metrics.latency.labels(method, label).observe(time.perf_counter() - start)
+                self.runtime.metrics.latency.labels(method, label).observe(
+                    time.perf_counter() - start
+                )
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -498,7 +514,9 @@ def _check_schema(schema: dict[str, Any], where: str) -> None:
             400, "INVALID_METADATA", f"{where} is not a valid JSON Schema: {exc.message}"
         ) from None
     except Exception as exc:  # a hostile schema must not take the request down
-        raise ApiError(400, "INVALID_METADATA", f"{where} is not a valid JSON Schema: {exc}") from None
+        raise ApiError(
+            400, "INVALID_METADATA", f"{where} is not a valid JSON Schema: {exc}"
+        ) from None
 
 
 def _normalise_params(params: Any) -> dict[str, Any]:
@@ -555,7 +573,10 @@ def _check_backend(name: str, spec: dict[str, Any]) -> None:
     if isinstance(requirements, dict):
         min_qubits = requirements.get("min_num_qubits")
         if isinstance(min_qubits, int) and not isinstance(min_qubits, bool):
-            have = backends.num_qubits(name)
+            try:
+                have = backends.num_qubits(name)
+            except KeyError:
+                have = None
             if have is not None and have < min_qubits:
                 raise ApiError(
                     400,
@@ -579,6 +600,35 @@ def _program_not_found(program_id: str) -> ApiError:
 
 def _job_not_found(job_id: str) -> ApiError:
     return ApiError(404, "JOB_NOT_FOUND", f"Job not found: {job_id}")
+
+
+def json_body(model: type[_M]) -> Callable[[Request], Awaitable[_M]]:
+    """A dependency that parses the body as JSON whatever its Content-Type (the old client sends
+    none, curl sends a form type) and validates it as ``model``; errors are 400s."""
+
+    async def parse(request: Request) -> _M:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise ApiError(400, "INVALID_REQUEST", "The request body is not valid JSON.") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, "INVALID_REQUEST", "The request body must be a JSON object.")
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            raise ApiError(400, "INVALID_REQUEST", _describe_validation(exc.errors())) from None
+
+    return parse
+
+
+def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 IdempotencyHeader = Header(
@@ -738,7 +788,9 @@ def _add_service_routes(app: FastAPI) -> None:
         body = generate_latest(_runtime(request).metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/runtime/backends", tags=["runtime"], summary="Configuration documents of the backends")
+    @app.get(
+        "/runtime/backends", tags=["runtime"], summary="Configuration documents of the backends"
+    )
     def list_backends(user: User = Depends(current_user)) -> dict[str, Any]:
         """Every backend a job may name, with its configuration document."""
         backends = _backends_module()
@@ -754,8 +806,13 @@ def _add_program_routes(app: FastAPI) -> None:
         user: User = Depends(current_user),
     ) -> dict[str, Any]:
         """The caller's programs and every public one; ``count`` is the exact total."""
-        programs, total = _runtime(request).store.list_programs(user.id, min(limit, MAX_PAGE), offset)
-        return {"programs": [program_json(p, user, with_data=False) for p in programs], "count": total}
+        programs, total = _runtime(request).store.list_programs(
+            user.id, min(limit, MAX_PAGE), offset
+        )
+        return {
+            "programs": [program_json(p, user, with_data=False) for p in programs],
+            "count": total,
+        }
 
     @app.post(
         "/runtime/programs",
@@ -799,9 +856,14 @@ def _add_program_routes(app: FastAPI) -> None:
         return program_json(program, user)
 
     @app.delete(
-        "/runtime/programs/{program_id}", tags=["programs"], status_code=204, summary="Delete a program"
+        "/runtime/programs/{program_id}",
+        tags=["programs"],
+        status_code=204,
+        summary="Delete a program",
     )
-    def delete_program(request: Request, program_id: str, user: User = Depends(current_user)) -> Response:
+    def delete_program(
+        request: Request, program_id: str, user: User = Depends(current_user)
+    ) -> Response:
         """Delete the caller's program (its jobs stay)."""
         if not _runtime(request).store.delete_program(program_id, user.id):
             raise _program_not_found(program_id)
@@ -823,7 +885,9 @@ def _add_program_routes(app: FastAPI) -> None:
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError:
-            raise ApiError(400, "INVALID_PROGRAM", "Program data must be standard base64.") from None
+            raise ApiError(
+                400, "INVALID_PROGRAM", "Program data must be standard base64."
+            ) from None
         source = _decode_source(text)
         program = await run_in_threadpool(
             runtime.store.update_program, program_id, user.id, {"data": source}
@@ -837,9 +901,13 @@ def _add_program_routes(app: FastAPI) -> None:
         tags=["programs"],
         status_code=204,
         summary="Change a program's metadata",
+        openapi_extra=_json_request_body(ProgramUpdate),
     )
     def update_program(
-        request: Request, program_id: str, body: ProgramUpdate, user: User = Depends(current_user)
+        request: Request,
+        program_id: str,
+        user: User = Depends(current_user),
+        body: ProgramUpdate = Depends(json_body(ProgramUpdate)),
     ) -> Response:
         """Change name, description, cost and/or spec; ``spec`` is merged per top-level key."""
         store = _runtime(request).store
@@ -862,9 +930,7 @@ def _add_program_routes(app: FastAPI) -> None:
         return Response(status_code=204)
 
     def _visibility(request: Request, program_id: str, user: User, public: bool) -> Response:
-        program = _runtime(request).store.update_program(
-            program_id, user.id, {"is_public": public}
-        )
+        program = _runtime(request).store.update_program(program_id, user.id, {"is_public": public})
         if program is None:
             raise _program_not_found(program_id)
         return Response(status_code=204)
@@ -875,7 +941,9 @@ def _add_program_routes(app: FastAPI) -> None:
         status_code=204,
         summary="Make a program public",
     )
-    def make_public(request: Request, program_id: str, user: User = Depends(current_user)) -> Response:
+    def make_public(
+        request: Request, program_id: str, user: User = Depends(current_user)
+    ) -> Response:
         """Every user may then see and run it."""
         return _visibility(request, program_id, user, True)
 
@@ -885,7 +953,9 @@ def _add_program_routes(app: FastAPI) -> None:
         status_code=204,
         summary="Make a program private",
     )
-    def make_private(request: Request, program_id: str, user: User = Depends(current_user)) -> Response:
+    def make_private(
+        request: Request, program_id: str, user: User = Depends(current_user)
+    ) -> Response:
         """Only its author may then see and run it."""
         return _visibility(request, program_id, user, False)
 
@@ -913,7 +983,9 @@ async def _read_upload(request: Request, limit: int) -> dict[str, Any]:
         try:
             metadata = json.loads(metadata_text)
         except ValueError:
-            raise ApiError(400, "INVALID_METADATA", "The 'metadata' part is not valid JSON.") from None
+            raise ApiError(
+                400, "INVALID_METADATA", "The 'metadata' part is not valid JSON."
+            ) from None
         if not isinstance(metadata, dict):
             raise ApiError(400, "INVALID_METADATA", "The 'metadata' part must be a JSON object.")
         metadata = {**metadata, "data": "eA=="}  # the source came as a file, not as base64
@@ -953,11 +1025,12 @@ def _add_job_routes(app: FastAPI) -> None:
         status_code=201,
         response_model=IdResponse,
         summary="Run a program",
+        openapi_extra=_json_request_body(JobCreate),
     )
     def run_job(
         request: Request,
-        body: JobCreate,
         user: User = Depends(current_user),
+        body: JobCreate = Depends(json_body(JobCreate)),
         idempotency_key: str | None = IdempotencyHeader,
     ) -> Response:
         """Validate the inputs against the program's declared parameters and queue a job."""
@@ -1261,7 +1334,9 @@ class _Stream:
             job = await self._job()
             if job is None:
                 return
-            for seq, data in await run_in_threadpool(self.store.messages_after, self.job_id, cursor):
+            for seq, data in await run_in_threadpool(
+                self.store.messages_after, self.job_id, cursor
+            ):
                 await self.websocket.send_text(json.dumps({"seq": seq, "message": data}))
                 cursor = seq
             if job.is_final:

@@ -24,6 +24,7 @@ from prefect_qiskit_runtime.server.store import (
     DEFAULT_PROJECT,
     Store,
     User,
+    create_user_token,
     isoformat,
 )
 
@@ -63,7 +64,9 @@ def error_response(
     )
 
 
-def add_user(home: Path, name: str, can_upload: bool = False, database_url: str | None = None) -> str:
+def add_user(
+    home: Path, name: str, can_upload: bool = False, database_url: str | None = None
+) -> str:
     """Create a user (or give an existing one a new token) in the service at ``home``.
 
     Works while the service is running: the store takes SQLite's write lock like any writer.
@@ -77,19 +80,13 @@ def add_user(home: Path, name: str, can_upload: bool = False, database_url: str 
     Returns:
         The new API token.
 
+    Raises:
+        StoreError: If the name is not allowed.
+
     Example:
         >>> token = add_user(tmp_path, "alice", can_upload=True)  # doctest: +SKIP
     """
-    from prefect_qiskit_runtime.server.config import ServiceConfig
-
-    home.mkdir(parents=True, exist_ok=True)
-    store = Store(ServiceConfig(home=home, database_url=database_url).db_url)
-    try:
-        store.ensure_system_user()
-        _, token = store.add_user(name, can_upload=can_upload)
-        return token
-    finally:
-        store.dispose()
+    return create_user_token(home, name, can_upload, database_url)
 
 
 def get_store(request: Request) -> Store:
@@ -135,7 +132,9 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(raw or b"{}")
     except ValueError as exc:
-        raise ApiError(400, "INVALID_REQUEST", f"The request body is not valid JSON: {exc}") from None
+        raise ApiError(
+            400, "INVALID_REQUEST", f"The request body is not valid JSON: {exc}"
+        ) from None
 
 
 router = APIRouter(tags=["account"])

@@ -1,19 +1,19 @@
 """The catalogue of local backends and their configuration documents.
 
-The service process asks this module for names, qubit counts and the configuration documents it serves
-to the old client (``spec/runtime-api.md`` §2), all from static data: importing this module does not
-import Qiskit. Only :func:`build_backend`, called inside a job's process (or the warm parent that forks
-it), imports Qiskit and Aer.
+The service process asks this module for names, qubit counts and the configuration documents it
+serves to the old client (``spec/runtime-api.md`` §2), all from static data: importing this module
+does not import Qiskit. Only :func:`build_backend`, called inside a job's process (or the warm
+parent that forks it), imports Qiskit and Aer.
 
 Backends:
 
 - ``aer_simulator``: an ideal :class:`qiskit_aer.AerSimulator`.
 - ``ibmq_qasm_simulator``: the same, under the name the original documentation uses.
-- ``basic_simulator``: Qiskit's pure-Python :class:`~qiskit.providers.basic_provider.BasicSimulator`.
+- ``basic_simulator``: Qiskit's pure-Python ``BasicSimulator``.
 - ``fake_5q_device`` / ``fake_27q_device``: noisy devices. Their properties (error rates, T1/T2,
-  durations) come from :class:`~qiskit.providers.fake_provider.GenericBackendV2` with a fixed seed on a
-  real device's coupling map (a 5-qubit T and the 27-qubit heavy-hex Falcon lattice); Aer simulates
-  them with the noise model built from those properties (``AerSimulator.from_backend``).
+  durations) come from :class:`~qiskit.providers.fake_provider.GenericBackendV2` with a fixed seed
+  on a real device's coupling map (a 5-qubit T and the 27-qubit heavy-hex Falcon lattice); Aer
+  simulates them with the noise model built from those properties (``AerSimulator.from_backend``).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ _CATALOGUE: dict[str, BackendInfo] = {
         BackendInfo(
             "fake_5q_device",
             5,
-            "Noisy 5-qubit device (T layout) simulated by Aer with a noise model from its properties.",
+            "Noisy 5-qubit device (T layout): Aer with a noise model from the device's properties.",
             _DEVICE_BASIS,
             edges=_T5_EDGES,
             noisy=True,
@@ -143,7 +143,7 @@ _CATALOGUE: dict[str, BackendInfo] = {
         BackendInfo(
             "fake_27q_device",
             27,
-            "Noisy 27-qubit heavy-hex device simulated by Aer with a noise model from its properties.",
+            "Noisy 27-qubit heavy-hex device: Aer with a noise model from the device's properties.",
             _DEVICE_BASIS,
             edges=_FALCON27_EDGES,
             noisy=True,
@@ -248,8 +248,8 @@ def build_backend(name: str, *, cached: bool = False) -> BackendV2:
     """Build the Qiskit backend object of ``name`` (imports Qiskit and Aer).
 
     The object is a BackendV2 with a ``Target``: ``transpile(qc, backend)`` and
-    ``backend.run(qc, shots=...).result()`` work, and ``run`` also accepts the ``timeout`` argument the
-    original ``ProgramBackend.run`` had.
+    ``backend.run(qc, shots=...).result()`` work, and ``run`` also accepts the ``timeout`` argument
+    the original ``ProgramBackend.run`` had.
 
     Args:
         name: A name from :func:`names`.
@@ -280,7 +280,8 @@ def build_backend(name: str, *, cached: bool = False) -> BackendV2:
 def warm_up() -> None:
     """Build and cache every backend (used by the warm parent before it forks jobs)."""
     for name in _CATALOGUE:
-        build_backend(name, cached=True)
+        backend = build_backend(name, cached=True)
+        _ = backend.target  # computed once here rather than in every job
 
 
 def _build(b: BackendInfo) -> BackendV2:
@@ -298,16 +299,17 @@ def _build(b: BackendInfo) -> BackendV2:
             b.num_qubits, basis_gates=list(b.basis_gates), coupling_map=coupling, seed=b.seed
         )
         device.name = b.name
+        device.backend_version = b.backend_version
         sim = sim_cls.from_backend(device)
         sim.description = b.description
     sim.name = b.name
     return sim
 
 
-_CLASSES: dict[str, type] = {}
+_CLASSES: dict[str, Any] = {}
 
 
-def _aer_simulator_class() -> type:
+def _aer_simulator_class() -> Any:
     """AerSimulator whose ``run`` accepts (and ignores) ``timeout`` like the old ProgramBackend."""
     if "aer" not in _CLASSES:
         from qiskit_aer import AerSimulator
@@ -318,12 +320,32 @@ def _aer_simulator_class() -> type:
             def run(self, run_input: Any, timeout: float | None = None, **options: Any) -> Any:
                 return super().run(run_input, **options)
 
+            @property
+            def target(self) -> Any:
+                # AerSimulator rebuilds its Target on every access (≈1 ms, and transpile reads it
+                # ~150 times); rebuild only when an option that shapes it has changed.
+                if self._from_backend:
+                    return self._target
+                key = repr(
+                    (
+                        self._options_configuration,
+                        self._options_properties,
+                        getattr(self, "_cached_basis_gates", None),
+                    )
+                )
+                cached = self.__dict__.get("_program_target")
+                if cached is None or cached[0] != key:
+                    cached = (key, super().target)
+                    self.__dict__["_program_target"] = cached
+                return cached[1]
+
         _CLASSES["aer"] = ProgramAerSimulator
     return _CLASSES["aer"]
 
 
-def _basic_simulator_class() -> type:
-    """BasicSimulator whose ``run`` accepts (and ignores) ``timeout`` like the old ProgramBackend."""
+def _basic_simulator_class() -> Any:
+    """BasicSimulator whose ``run`` accepts (and ignores) ``timeout`` like the old
+    ProgramBackend."""
     if "basic" not in _CLASSES:
         from qiskit.providers.basic_provider import BasicSimulator
 

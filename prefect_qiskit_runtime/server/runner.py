@@ -1,19 +1,20 @@
 """What runs inside a job's isolated process: load the program, call ``main``, report the outcome.
 
-The warm parent (:mod:`prefect_qiskit_runtime.server.executors.warm`) forks one process per job, sets
-up its session, working directory, limits and log file, connects it to the executor and then calls
-:func:`execute`. Everything here happens in that child: it is the only place where a program's own
-source is compiled and executed.
+The warm parent (:mod:`prefect_qiskit_runtime.server.executors.warm`) forks one process per job,
+sets up its session, working directory, limits and log file, connects it to the executor and then
+calls :func:`execute`. Everything here happens in that child: it is the only place where a
+program's own source is compiled and executed.
 
 The program contract (``spec/runtime-api.md`` §7): the source defines
-``main(backend, user_messenger, **inputs)``; ``user_messenger.publish(message, encoder=RuntimeEncoder,
-final=False)`` streams an interim result, ``final=True`` sets the candidate final result (the last one
-wins); a non-``None`` return value of ``main`` counts as a last final publish; with neither, the result
-is ``null``.
+``main(backend, user_messenger, **inputs)``;
+``user_messenger.publish(message, encoder=RuntimeEncoder, final=False)`` streams an interim result,
+``final=True`` sets the candidate final result (the last one wins); a non-``None`` return value of
+``main`` counts as a last final publish; with neither, the result is ``null``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -108,8 +109,8 @@ class UserMessenger:
 def decode_inputs(params_json: str) -> dict[str, Any]:
     """Decode a job's ``params`` into the keyword arguments of ``main``.
 
-    Accepts what the old client may send (spec §3.3): an object, a one-element list holding one, or a
-    JSON string of one. The ``_ParameterNamespace__*`` keys are dropped.
+    Accepts what the old client may send (spec §3.3): an object, a one-element list holding one, or
+    a JSON string of one. The ``_ParameterNamespace__*`` keys are dropped.
 
     Raises:
         ValueError: If ``params`` is not an object.
@@ -153,8 +154,8 @@ def format_program_error(exc: BaseException, program_file: str) -> str:
     """Format an exception as the traceback a program author wants to read.
 
     Frames of the runner itself are dropped: the traceback starts at the first frame of the program
-    file, or shows only the exception when the program was never entered (for example ``main`` got an
-    unexpected keyword argument).
+    file, or shows only the exception when the program was never entered (for example ``main`` got
+    an unexpected keyword argument).
 
     Returns:
         The traceback text, ending with ``ExceptionName: message``.
@@ -222,7 +223,7 @@ def execute(spec: dict[str, Any], send: Send) -> bool:
         returned = main(backend, messenger, **inputs)
         if returned is not None:
             messenger.publish(returned, final=True)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the job too
+    except BaseException as exc:
         _flush_std_streams()
         send(
             {
@@ -239,10 +240,9 @@ def execute(spec: dict[str, Any], send: Send) -> bool:
 
 def _flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        # A program may have closed or replaced them.
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:  # noqa: BLE001, S110 - a program may have closed or replaced them
-            pass
 
 
 def preload() -> None:
@@ -252,12 +252,12 @@ def preload() -> None:
     imports, backend objects and pass-manager construction (which loads the transpiler plugins).
     """
     import numpy  # noqa: F401
-    import qiskit  # noqa: F401
-    import qiskit.circuit.library  # noqa: F401
-    import qiskit.primitives  # noqa: F401
-    import qiskit.qpy  # noqa: F401
+    import qiskit
+    import qiskit.circuit.library
+    import qiskit.primitives
+    import qiskit.qpy
     import qiskit.quantum_info  # noqa: F401
-    import qiskit_aer  # noqa: F401
+    import qiskit_aer
     import qiskit_aer.primitives  # noqa: F401
     import scipy.optimize  # noqa: F401
     from qiskit.transpiler import generate_preset_pass_manager

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -437,9 +438,9 @@ class Store:
         digest = hash_token(token)
         with self.read() as s:
             row = s.execute(
-                select(Token.token_hash, User).join(User, User.id == Token.user_id).where(
-                    Token.token_hash == digest
-                )
+                select(Token.token_hash, User)
+                .join(User, User.id == Token.user_id)
+                .where(Token.token_hash == digest)
             ).first()
         if row is None or not hmac.compare_digest(row[0], digest):
             return None
@@ -449,7 +450,9 @@ class Store:
     def list_users(self) -> list[User]:
         """Every account except the system one, oldest first."""
         with self.read() as s:
-            return list(s.scalars(select(User).where(User.is_system.is_(False)).order_by(User.created)))
+            return list(
+                s.scalars(select(User).where(User.is_system.is_(False)).order_by(User.created))
+            )
 
     # -- idempotency ---------------------------------------------------------------------------
 
@@ -607,9 +610,7 @@ class Store:
             new_name = changes.get("name")
             if new_name is not None and new_name != program.name:
                 clash = s.scalars(
-                    select(Program.id).where(
-                        Program.owner_id == user_id, Program.name == new_name
-                    )
+                    select(Program.id).where(Program.owner_id == user_id, Program.name == new_name)
                 ).first()
                 if clash is not None:
                     raise DuplicateProgramError(new_name)
@@ -806,10 +807,7 @@ class Store:
         claimed: list[ClaimedJob] = []
         with self.write() as s:
             query = (
-                select(Job)
-                .where(Job.status == JobState.QUEUED.value)
-                .order_by(Job.n)
-                .limit(limit)
+                select(Job).where(Job.status == JobState.QUEUED.value).order_by(Job.n).limit(limit)
             )
             if self._skip_locked:
                 query = query.with_for_update(skip_locked=True)
@@ -876,7 +874,9 @@ class Store:
             changed = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobState.RUNNING.value)
-                .values(status=status.value, reason_code=reason_code.value, error=error, ended=utcnow())
+                .values(
+                    status=status.value, reason_code=reason_code.value, error=error, ended=utcnow()
+                )
             ).rowcount
         return bool(changed)
 
@@ -1034,6 +1034,37 @@ class Store:
             return failed
 
 
+def create_user_token(
+    home: Path, name: str, can_upload: bool = False, database_url: str | None = None
+) -> str:
+    """Create a user (or give an existing one a new token) in the store of the service at ``home``.
+
+    The CLI's ``users add`` calls this; it imports nothing of the web stack, so it is quick.
+
+    Args:
+        home: The service home (the default database lives there).
+        name: User name.
+        can_upload: Allow uploading programs (only ever granted for an existing user).
+        database_url: The service's database URL when it is not the default SQLite file.
+
+    Returns:
+        The new API token.
+
+    Raises:
+        StoreError: If the name is not allowed.
+    """
+    from prefect_qiskit_runtime.server.config import ServiceConfig
+
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(ServiceConfig(home=home, database_url=database_url).db_url)
+    try:
+        store.ensure_system_user()
+        _, token = store.add_user(name, can_upload=can_upload)
+        return token
+    finally:
+        store.dispose()
+
+
 __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_HUB",
@@ -1053,6 +1084,7 @@ __all__ = [
     "StoreError",
     "Token",
     "User",
+    "create_user_token",
     "hash_token",
     "isoformat",
     "new_job_id",

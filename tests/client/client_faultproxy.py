@@ -1,13 +1,14 @@
 """Fault injection between the client and a real service, for the client tests.
 
-- :class:`FaultProxy` is an HTTP proxy that, request by request, passes the exchange through, forwards
-  the request and then drops the answer (the service has acted, the client sees a closed connection),
-  or answers 429/503 itself without forwarding.
-- :class:`TcpProxy` forwards raw TCP (websockets included) and can cut every open connection at once.
+- :class:`FaultProxy` is an HTTP proxy that, request by request, passes the exchange through,
+  forwards the request and then drops the answer (the service has acted, the client sees a closed
+  connection), or answers 429/503 itself without forwarding.
+- :class:`TcpProxy` forwards raw TCP (websockets too) and can cut every open connection at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -45,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the default stderr access log."""
 
     def _handle(self) -> None:
@@ -184,10 +185,8 @@ class TcpProxy:
         except OSError:
             pass
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def cut(self) -> int:
         """Cut every open connection abruptly; returns how many were cut."""
@@ -195,10 +194,8 @@ class TcpProxy:
             pairs, self._pairs = self._pairs, []
         for client, upstream in pairs:
             for s in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
         return len(pairs)
 

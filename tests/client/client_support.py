@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 BACKEND = {"backend_name": "aer_simulator"}
 
@@ -52,3 +55,17 @@ def main(backend, user_messenger, **kwargs):
 def unique(prefix: str) -> str:
     """A program name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+Uploader = Callable[..., str]
+
+
+def started_callback() -> tuple[threading.Event, Callable[[str, Any], None]]:
+    """An event set when a WAITER job publishes ``"started"``, and the callback that sets it."""
+    started = threading.Event()
+
+    def callback(job_id: str, message: Any) -> None:
+        if message == "started":
+            started.set()
+
+    return started, callback

@@ -3,13 +3,14 @@ small programs the tests upload."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from client_support import DOUBLER, STREAMER, WAITER, unique
+from client_support import DOUBLER, STREAMER, WAITER, Uploader, unique
 from service_helpers import RunningService
 
 from prefect_qiskit_runtime.client import RuntimeService
+
 
 @pytest.fixture(scope="session")
 def alice(service: RunningService) -> Iterator[RuntimeService]:
@@ -23,9 +24,6 @@ def bob(service: RunningService) -> Iterator[RuntimeService]:
     """A client authenticated as ``bob`` (may not upload)."""
     with RuntimeService(service.url, service.add_user("bob", can_upload=False)) as client:
         yield client
-
-
-Uploader = Callable[..., str]
 
 
 @pytest.fixture(scope="session")

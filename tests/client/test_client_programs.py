@@ -90,7 +90,10 @@ def test_upload_parameter_objects_and_original_namedtuples(alice: RuntimeService
         name=unique("objects"),
         description="parameter objects",
         max_execution_time=60,
-        parameters=[ProgramParameter("x", "n", "int", True), Legacy("c", "circ", "QuantumCircuit", False)],
+        parameters=[
+            ProgramParameter("x", "n", "int", True),
+            Legacy("c", "circ", "QuantumCircuit", False),
+        ],
         return_values=[ProgramResult("y", "twice", "int")],
         interim_results=[],
     )
@@ -108,13 +111,12 @@ def test_upload_requires_name_description_and_time(alice: RuntimeService) -> Non
     with pytest.raises(IBMQInputValueError, match="max_execution_time"):
         alice.upload_program(DOUBLER, name=unique("notime"), description="d")
     with pytest.raises(IBMQInputValueError, match="readable file"):
-        alice.upload_program("/no/such/file.py", name=unique("nofile"), description="d",
-                             max_execution_time=60)
+        alice.upload_program(
+            "/no/such/file.py", name=unique("nofile"), description="d", max_execution_time=60
+        )
 
 
-def test_duplicate_name_and_forbidden_upload(
-    alice: RuntimeService, bob: RuntimeService
-) -> None:
+def test_duplicate_name_and_forbidden_upload(alice: RuntimeService, bob: RuntimeService) -> None:
     name = unique("dup")
     alice.upload_program(DOUBLER, name=name, description="d", max_execution_time=60)
     with pytest.raises(RuntimeDuplicateProgramError) as dup:
@@ -153,9 +155,12 @@ def test_programs_listing_pagination_cache_and_pprint(
     # Oldest first and stable: the three newest uploads are the tail of the list.
     assert listed[-3:] == ids
     assert [p.program_id for p in alice.programs(limit=2, skip=len(listed) - 2)] == ids[1:]
+    assert everything[-3].data == DOUBLER  # listed without source; fetched for its author
     assert len(alice.programs(limit=None)) == len(listed)
     # An upload through this client invalidates its cached list.
-    late = alice.upload_program(DOUBLER, name=unique("late"), description="d", max_execution_time=60)
+    late = alice.upload_program(
+        DOUBLER, name=unique("late"), description="d", max_execution_time=60
+    )
     assert alice.programs()[-1].program_id == late
     alice.pprint_programs(limit=1, skip=len(listed))
     out = capsys.readouterr().out
@@ -194,7 +199,9 @@ def test_program_not_found_and_data_only_for_author(
         bob.program(private)
 
 
-def test_update_program_data_and_metadata(alice: RuntimeService, caplog: pytest.LogCaptureFixture) -> None:
+def test_update_program_data_and_metadata(
+    alice: RuntimeService, caplog: pytest.LogCaptureFixture
+) -> None:
     program_id = alice.upload_program(
         DOUBLER,
         name=unique("upd"),

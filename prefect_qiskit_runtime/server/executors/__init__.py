@@ -1,1 +1,1 @@
-"""Executors run jobs for the scheduler: :mod:`.base` is the interface, :mod:`.local` the fork pool."""
+"""Executors run jobs for the scheduler: :mod:`.base` is the interface, :mod:`.local` the pool."""

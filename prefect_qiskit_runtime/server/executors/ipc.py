@@ -20,6 +20,7 @@ import struct
 from typing import Any
 
 __all__ = [
+    "EXIT_SETUP_FAILED",
     "FrameBuffer",
     "FrameTooLarge",
     "encode_frame",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 _HEADER = struct.Struct("!I")
+
+#: Exit code of a job process that failed before it could run the program.
+EXIT_SETUP_FAILED = 70
 
 
 class FrameTooLarge(ValueError):

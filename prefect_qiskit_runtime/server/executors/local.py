@@ -7,11 +7,12 @@ Process model (see ``docs/internals.md``)::
       unix socket server ◄──────────────────┴── job process: runner.execute → hello, started,
                                                  message…, result | error, EOF
 
-The warm parent is started with ``subprocess.Popen`` of a clean interpreter (``close_fds``), so neither
-it nor any job process inherits the service's sockets or database connections. Jobs report to a unix
-socket served on the service's event loop; each connection authenticates with the job's one-time token.
-A job is finished when both its connection has closed and the warm parent has reaped its process, so
-``on_finished`` always comes after every ``on_message`` and the logs are complete.
+The warm parent is started with ``subprocess.Popen`` of a clean interpreter (``close_fds``), so
+neither it nor any job process inherits the service's sockets or database connections. Jobs report
+to a unix socket served on the service's event loop; each connection authenticates with the job's
+one-time token. A job is finished when both its connection has closed and the warm parent has
+reaped its process, so ``on_finished`` always comes after every ``on_message`` and the logs are
+complete.
 
 Example:
     >>> executor = LocalExecutor(capacity=2, memory_limit_mb=2048)  # doctest: +SKIP
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect_qiskit_runtime.models import ReasonCode
 from prefect_qiskit_runtime.server.executors.base import (
     Executor,
     ExecutorEvents,
@@ -44,6 +46,7 @@ from prefect_qiskit_runtime.server.executors.base import (
     Outcome,
 )
 from prefect_qiskit_runtime.server.executors.ipc import (
+    EXIT_SETUP_FAILED,
     FrameTooLarge,
     encode_frame,
     read_frame,
@@ -63,6 +66,9 @@ _CONTROL_MAX = 1 << 20
 _HELLO_TIMEOUT = 30.0
 #: How long a job's connection may stay open after its process was reaped (a grandchild holding it).
 _LINGER = 1.0
+#: How long to wait for the hello of a process that has already exited: it may have connected and
+#: reported just before exiting, with its connection still waiting to be accepted.
+_HELLO_GRACE = 2.0
 #: Environment variables never passed to the warm parent (and so to programs).
 _SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "CREDENTIAL", "DATABASE_URL")
 
@@ -87,6 +93,8 @@ class _Job:
     cancel_requested: bool = False
     finishing: bool = False
     linger: asyncio.TimerHandle | None = None
+    hello_wait: asyncio.TimerHandle | None = None
+    hello_given_up: bool = False
 
 
 class LocalExecutor(Executor):
@@ -95,8 +103,8 @@ class LocalExecutor(Executor):
     Args:
         capacity: How many jobs may run at once (the scheduler never submits more).
         memory_limit_mb: Memory a job may allocate on top of the preloaded interpreter (its
-            ``RLIMIT_AS`` is the warm parent's address-space size plus this); ``JobSpec.memory_limit_mb``
-            overrides it per job. ``None`` for no limit.
+            ``RLIMIT_AS`` is the warm parent's address-space size plus this);
+            ``JobSpec.memory_limit_mb`` overrides it per job. ``None`` for no limit.
         max_message_bytes: Largest interim message; a larger ``publish`` raises in the program.
         max_result_bytes: Largest final result.
         python: The interpreter that runs the warm parent.
@@ -141,7 +149,9 @@ class LocalExecutor(Executor):
         """Open the job socket and start the warm parent; returns before the parent is warm."""
         self._events = events
         # A short directory: unix socket paths are limited to 108 bytes.
-        self._tmpdir = tempfile.mkdtemp(prefix="pqr-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        self._tmpdir = tempfile.mkdtemp(
+            prefix="pqr-", dir="/tmp" if os.path.isdir("/tmp") else None
+        )
         self._socket_path = os.path.join(self._tmpdir, "jobs.sock")
         self._server = await asyncio.start_unix_server(self._on_connection, path=self._socket_path)
         os.chmod(self._socket_path, 0o600)
@@ -187,7 +197,7 @@ class LocalExecutor(Executor):
         return True
 
     async def shutdown(self) -> None:
-        """Kill every job and the warm parent, close the socket and remove the temporary directory."""
+        """Kill every job and the warm parent, close the socket, remove the temporary directory."""
         self._closing = True
         for job in self._jobs.values():
             job.finishing = True  # running jobs get no on_finished
@@ -262,7 +272,7 @@ class LocalExecutor(Executor):
         became_ready = False
         try:
             self._proc = subprocess.Popen(
-                [self._python, "-m", WARM_MODULE, str(theirs.fileno())],
+                [self._python, "-m", WARM_MODULE, str(theirs.fileno()), str(self._tmpdir)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 cwd=self._tmpdir,
@@ -390,6 +400,10 @@ class LocalExecutor(Executor):
             job.lost_reason = f"the job's process could not be started: {frame.get('error')}"
             self._maybe_finish(job)
 
+    def _give_up_hello(self, job: _Job) -> None:
+        job.hello_given_up = True
+        self._maybe_finish(job)
+
     def _force_close(self, job: _Job) -> None:
         if job.writer is not None:
             job.writer.close()
@@ -398,7 +412,9 @@ class LocalExecutor(Executor):
 
     # ---- job connections -----------------------------------------------------------------------
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         job: _Job | None = None
         try:
             hello = await asyncio.wait_for(read_frame(reader, 4096), _HELLO_TIMEOUT)
@@ -415,6 +431,8 @@ class LocalExecutor(Executor):
                 return
             job.connected = job.conn_open = True
             job.writer = writer
+            if job.hello_wait is not None:
+                job.hello_wait.cancel()
             await self._serve_job(job, reader)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, ValueError):
             pass
@@ -450,6 +468,8 @@ class LocalExecutor(Executor):
                     await self._call("on_started", job_id)
             elif kind == "result":
                 job.result = str(frame.get("data"))
+            elif kind == "error" and frame.get("setup"):
+                job.lost_reason = str(frame.get("traceback")).strip().rstrip(".")
             elif kind == "error":
                 job.error = str(frame.get("traceback"))
                 job.exc_type = str(frame.get("exc_type"))
@@ -473,9 +493,22 @@ class LocalExecutor(Executor):
             return
         if job.exit is None and job.lost_reason is None:
             return
+        if (
+            job.exit is not None
+            and not job.connected
+            and not job.hello_given_up
+            and job.lost_reason is None
+            and not job.cancel_requested
+        ):
+            if job.hello_wait is None:
+                job.hello_wait = asyncio.get_running_loop().call_later(
+                    _HELLO_GRACE, self._give_up_hello, job
+                )
+            return
         job.finishing = True
-        if job.linger is not None:
-            job.linger.cancel()
+        for timer in (job.linger, job.hello_wait):
+            if timer is not None:
+                timer.cancel()
         task = asyncio.get_running_loop().create_task(self._finish(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -503,12 +536,24 @@ class LocalExecutor(Executor):
         details["memory_limit_exceeded"] = bool(limit) and job.exc_type == "MemoryError"
         logs = _read_logs(spec.workdir / LOG_FILE, spec.log_limit_bytes)
         if job.cancel_requested:
+            details["reason_code"] = ReasonCode.CANCELLED_BY_USER.value
             return Outcome("CANCELLED", error="Cancelled", logs=logs, details=details)
         if job.result is not None and job.error is None:
             return Outcome("COMPLETED", result=job.result, logs=logs, details=details)
         if job.error is not None:
             details["exception"] = job.exc_type
-            return Outcome("FAILED", error=job.error, logs=logs, details=details)
+            error = job.error
+            if details["memory_limit_exceeded"]:
+                details["reason_code"] = ReasonCode.MEMORY_LIMIT.value
+                error += f"(The job exceeded its memory limit of {limit} MB.)\n"
+            elif job.exc_type == "MessageTooLargeError":
+                details["reason_code"] = ReasonCode.INVALID_RESULT.value
+            else:
+                details["reason_code"] = ReasonCode.PROGRAM_ERROR.value
+            return Outcome("FAILED", error=error, logs=logs, details=details)
+        # Killed, crashed or orphaned: nothing the program said explains it, so running it again
+        # may work — except when the program itself ended its process without a result.
+        details["reason_code"] = ReasonCode.WORKER_LOST.value
         if job.lost_reason is not None:
             reason = f"The job was lost: {job.lost_reason}."
         elif status is not None and os.WIFSIGNALED(status):
@@ -520,6 +565,8 @@ class LocalExecutor(Executor):
                 reason += " (it crashed)"
             reason += " before it reported a result."
         elif status is not None:
+            if os.WEXITSTATUS(status) != EXIT_SETUP_FAILED:
+                details["reason_code"] = ReasonCode.PROGRAM_ERROR.value
             reason = (
                 f"The job's process exited with code {os.WEXITSTATUS(status)} "
                 "before it reported a result."

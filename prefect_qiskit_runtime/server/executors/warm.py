@@ -9,9 +9,10 @@ control socket ``CONTROL_FD`` (frames of :mod:`.ipc`):
 - out: ``ready`` (imports done), ``spawned``, ``spawn_failed``, ``exited`` (wait status and usage).
 
 A job process starts its own session (so one ``killpg`` ends it and anything it started), dies with
-the warm parent (``PR_SET_PDEATHSIG``), closes every inherited descriptor, connects to the executor's
-unix socket, redirects fds 1 and 2 to ``job.log`` in its working directory (so output of C extensions is
-caught too), applies its memory limit and calls :func:`prefect_qiskit_runtime.server.runner.execute`.
+the warm parent (``PR_SET_PDEATHSIG``), closes every inherited descriptor, connects to the
+executor's unix socket, redirects fds 1 and 2 to ``job.log`` in its working directory (so output of
+C extensions is caught too), applies its memory limit and calls
+:func:`prefect_qiskit_runtime.server.runner.execute`.
 
 When the control socket closes (the service is gone), the warm parent kills every job and exits.
 """
@@ -25,16 +26,15 @@ import io
 import os
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import sys
 from typing import Any
 
-from prefect_qiskit_runtime.server.executors.ipc import FrameBuffer, send_frame
+from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, FrameBuffer, send_frame
 
 LOG_FILE = "job.log"
-#: Exit codes of a job process that could not report (the executor turns them into LOST).
-EXIT_SETUP_FAILED = 70
 #: Largest file a job process may write (the log included); beyond it writes fail with EFBIG.
 MAX_FILE_BYTES = 1 << 30
 
@@ -62,8 +62,9 @@ def _vm_size_kb() -> int:
 class WarmParent:
     """The warm parent's event loop (single-threaded: it forks)."""
 
-    def __init__(self, ctrl: socket.socket) -> None:
+    def __init__(self, ctrl: socket.socket, orphan_dir: str | None = None) -> None:
         self.ctrl = ctrl
+        self.orphan_dir = orphan_dir
         self.children: dict[int, str] = {}  # pid -> job id
         self.pids: dict[str, int] = {}  # job id -> pid
         self.frames = FrameBuffer()
@@ -101,6 +102,9 @@ class WarmParent:
                 else:
                     data = self.ctrl.recv(1 << 20)
                     if not data:
+                        # The service is gone without shutting us down: clean up its socket dir.
+                        if self.orphan_dir:
+                            shutil.rmtree(self.orphan_dir, ignore_errors=True)
                         self._exit(0)
                     for frame in self.frames.feed(data):
                         self._handle(frame)
@@ -194,13 +198,14 @@ class WarmParent:
         send_frame(conn, hello)
         try:
             _prepare_process(spec)
-        except BaseException as exc:  # noqa: BLE001 - reported, then exit
+        except BaseException as exc:
             send_frame(
                 conn,
                 {
                     "t": "error",
-                    "traceback": f"The job's process could not be prepared: {exc!r}\n",
+                    "traceback": f"the job's process could not be prepared: {exc!r}",
                     "exc_type": type(exc).__name__,
+                    "setup": True,
                 },
             )
             return EXIT_SETUP_FAILED
@@ -234,13 +239,19 @@ def _prepare_process(spec: dict[str, Any]) -> None:  # pragma: no cover - child 
     os.dup2(log_fd, 2)
     os.close(log_fd)
     os.close(null_fd)
-    # One unbuffered-enough text stream per fd: lines from print() and from logging interleave in the
-    # order they were written; the C library's own buffers are flushed before exit.
+    # One unbuffered-enough text stream per fd: lines from print() and from logging interleave in
+    # the order they were written; the C library's own buffers are flushed before exit.
     sys.stdout = io.TextIOWrapper(
-        open(1, "wb", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+        open(1, "wb", closefd=False),  # noqa: SIM115 - lives as long as the process
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
     )
     sys.stderr = io.TextIOWrapper(
-        open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
+        open(2, "wb", closefd=False),  # noqa: SIM115 - lives as long as the process
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
     )
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin for its lifetime
     sys.argv = ["program.py"]
@@ -264,11 +275,15 @@ def _flush_c_stdio() -> None:  # pragma: no cover - child process
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m prefect_qiskit_runtime.server.executors.warm CONTROL_FD``."""
+    """Entry point: ``python -m prefect_qiskit_runtime.server.executors.warm CONTROL_FD [DIR]``.
+
+    ``DIR`` is the executor's socket directory, removed if the service disappears without a
+    shutdown.
+    """
     args = sys.argv[1:] if argv is None else argv
     ctrl = socket.socket(fileno=int(args[0]))
     ctrl.setblocking(True)
-    WarmParent(ctrl).serve()
+    WarmParent(ctrl, args[1] if len(args) > 1 else None).serve()
 
 
 if __name__ == "__main__":

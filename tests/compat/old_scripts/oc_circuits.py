@@ -47,7 +47,7 @@ with check("mitigation") as r:
     result = job.result(wait=POLL)
     r.update(summary(result))
     quasi = result.get_quasiprobabilities()
-    r["quasi"] = dict(quasi)
+    r["quasi"] = quasi.binary_probabilities()
     r["quasi_type"] = type(quasi).__name__
     r["quasi_sum"] = sum(quasi.values())
     r["quasi_shots"] = getattr(quasi, "shots", None)
@@ -75,7 +75,7 @@ with check("seed_workflow") as r:
     r["backend"] = backend.name()
     quasi = result.get_quasiprobabilities()
     r["quasi_sum"] = sum(quasi.values())
-    r["quasi_keys"] = sorted(quasi)
+    r["quasi_keys"] = sorted(quasi.binary_probabilities())
 
 RESULTS["_done"] = True
 finish()

@@ -113,21 +113,23 @@ def wait_for_status(job, wanted, timeout: float = 60.0) -> str:
     return status
 
 
-def wait_streams(jobs, timeout: float = 90.0) -> dict[str, str | None]:
+def wait_streams(jobs, timeout: float = 90.0) -> list[str | None]:
     """Wait until each job's websocket thread has ended (all reconnects done).
 
     websocket-client >= 1.9 makes the provider reconnect 5 times after a clean close (~15.5 s), so
-    "exactly once" can only be judged after the thread has finished. Returns the exception text of
-    each stream thread (``None`` when it ended without one).
+    "exactly once" can only be judged after the thread has finished.
+
+    Returns:
+        For each job, in order, the exception its stream thread ended with, or ``None``.
     """
-    out: dict[str, str | None] = {}
+    out: list[str | None] = []
     for job in jobs:
         future = job._ws_client_future  # private, but the only handle on the stream thread
         if future is None:
-            out[job.job_id()] = "never streamed"
+            out.append("never streamed")
             continue
         exc = future.exception(timeout=timeout)
-        out[job.job_id()] = None if exc is None else repr(exc)
+        out.append(None if exc is None else repr(exc))
     return out
 
 

@@ -142,9 +142,8 @@ with check("logs") as r:
     job_l_info.wait_for_final_state(wait=POLL)
     job_l_error.wait_for_final_state(wait=POLL)
     r["info"] = job_l_info.logs()
-    r["error"] = job_l_error.logs()
+    r["error_level"] = job_l_error.logs()
     r["default"] = job_a.logs()
-    r["unknown"] = raised(lambda: fresh_job_object("no-such-job-" + UID).logs())
 
 # --- Pending and cancel (items 31-32, 36, 51): three long jobs on two workers.
 cb_c = Collector()
@@ -160,6 +159,14 @@ with check("pending") as r:
     )
     r["expected_ids"] = sorted(j.job_id() for j in (job_c1, job_c2, job_c3))
     r["not_pending"] = len(runtime.jobs(limit=None, pending=False, program_id=pid))
+    # Item 29: a job retrieved while it is still pending carries the same identity and inputs.
+    got = runtime.job(job_c3.job_id())
+    r["pending_retrieved"] = {
+        "status": got.status().name,
+        "program_id": got.program_id,
+        "inputs": got.inputs,
+        "backend": got.backend().name(),
+    }
 
 with check("cancel") as r:
     r["c1_before"] = wait_for_status(job_c1, {"RUNNING"})
@@ -237,12 +244,20 @@ with check("delete_short_program") as r:
     runtime.delete_program(pid_short)
     r["deleted"] = True
 
+# --- A runtime image "name:tag" (item 21): accepted, and the job runs.
+with check("image") as r:
+    job_img = run({"iterations": 0, "tag": "image"}, image="compat-image:1.0")
+    r["local_image"] = job_img.image
+    r["result_tag"] = job_img.result(wait=POLL)["tag"]
+
 # --- Delete (item 33): a finished job and a running one.
 with check("delete_job") as r:
     done_id = quick[0].job_id()
     runtime.delete_job(done_id)
     r["get_deleted"] = raised(lambda: runtime.job(done_id))
     r["delete_again"] = raised(lambda: runtime.delete_job(done_id))
+    # The local status is final, so logs() goes straight to /logs, which is now a 404 -> "".
+    r["logs_deleted"] = raised(quick[0].logs)
     job_d = run({"iterations": 0, "sleep": 60})
     r["running_before"] = wait_for_status(job_d, {"RUNNING"})
     runtime.delete_job(job_d.job_id())

@@ -1,0 +1,427 @@
+"""The ``prefect-qiskit-runtime`` command line.
+
+Commands::
+
+    prefect-qiskit-runtime server start [--host H] [--port P] [--home DIR] [--database-url URL]
+                                        [--workers N] [--memory-limit-mb N]
+                                        [--tls-cert F --tls-key F | --tls-self-signed]
+                                        [--ready-file PATH] [--idle-timeout SECONDS]
+    prefect-qiskit-runtime server stop|status [--home DIR]     (the embedded service)
+    prefect-qiskit-runtime users add NAME [--can-upload] [--home DIR]
+    prefect-qiskit-runtime users list [--home DIR]
+    prefect-qiskit-runtime programs list [--home DIR]
+    prefect-qiskit-runtime jobs list [--home DIR] [--limit N]
+    prefect-qiskit-runtime logs JOB_ID [--home DIR]
+
+``server start`` runs in the foreground, logs to stderr and stops cleanly on SIGTERM or SIGINT. The
+administrative commands read the service's store directly, so they work whether or not it is running.
+This module never imports Prefect or Qiskit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect_qiskit_runtime._version import __version__
+
+logger = logging.getLogger("prefect_qiskit_runtime.cli")
+
+
+def _home(value: str | None) -> Path:
+    from prefect_qiskit_runtime.server.config import default_home
+
+    return Path(value).expanduser() if value else default_home()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="prefect-qiskit-runtime",
+        description="Qiskit Runtime programs on a local runtime service.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("server", help="run or control the runtime service")
+    server_sub = server.add_subparsers(dest="action", required=True)
+    start = server_sub.add_parser("start", help="run the service in the foreground")
+    start.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    start.add_argument("--port", type=_port, default=8000, help="TCP port; 0 picks a free one")
+    start.add_argument("--home", help="service home (database, job directories, TLS files)")
+    start.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite under --home)")
+    start.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="jobs that may run at once (default: the number of cores)",
+    )
+    start.add_argument("--memory-limit-mb", type=_positive_int, help="memory limit of each job")
+    start.add_argument("--tls-cert", help="PEM certificate to serve HTTPS")
+    start.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    start.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a certificate for localhost/127.0.0.1 kept in <home>/tls",
+    )
+    start.add_argument(
+        "--ready-file", help="write {'url', 'pid'} here once connections are accepted"
+    )
+    start.add_argument(
+        "--idle-timeout",
+        type=float,
+        help="exit after this many seconds with no request and no running job",
+    )
+    start.add_argument(
+        "--executor",
+        help="advanced: MODULE:FACTORY building the executor from the ServiceConfig",
+    )
+    start.add_argument(
+        "--stream-replay-grace",
+        type=float,
+        default=10.0,
+        help="seconds after its end during which a job's first plain stream still replays its "
+        "messages (default 10)",
+    )
+    start.add_argument("--access-log", action="store_true", help="log every request")
+    start.add_argument("--log-level", default="INFO", help="service log level (default INFO)")
+    for name in ("stop", "status"):
+        cmd = server_sub.add_parser(name, help=f"{name} the embedded service of a home")
+        cmd.add_argument("--home", help="service home (default: the per-user data directory)")
+
+    users = sub.add_parser("users", help="manage accounts")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    add = users_sub.add_parser("add", help="create a user (or a new token); prints the token last")
+    add.add_argument("name")
+    add.add_argument("--can-upload", action="store_true", help="allow uploading programs")
+    add.add_argument("--home")
+    add.add_argument("--database-url")
+    users_list = users_sub.add_parser("list", help="list users")
+    users_list.add_argument("--home")
+    users_list.add_argument("--database-url")
+
+    programs = sub.add_parser("programs", help="inspect programs")
+    programs_sub = programs.add_subparsers(dest="action", required=True)
+    programs_list = programs_sub.add_parser("list", help="list every program")
+    programs_list.add_argument("--home")
+    programs_list.add_argument("--database-url")
+
+    jobs = sub.add_parser("jobs", help="inspect jobs")
+    jobs_sub = jobs.add_subparsers(dest="action", required=True)
+    jobs_list = jobs_sub.add_parser("list", help="list the newest jobs of every user")
+    jobs_list.add_argument("--home")
+    jobs_list.add_argument("--database-url")
+    jobs_list.add_argument("--limit", type=_positive_int, default=20)
+
+    logs = sub.add_parser("logs", help="print a job's logs")
+    logs.add_argument("job_id")
+    logs.add_argument("--home")
+    logs.add_argument("--database-url")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# server start
+
+
+def _public_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load_factory(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"--executor must be MODULE:FACTORY, not {spec!r}")
+    factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM/SIGINT or the idle timeout.
+
+    Returns:
+        The process exit code.
+    """
+    import uvicorn
+
+    from prefect_qiskit_runtime.server.app import create_app
+    from prefect_qiskit_runtime.server.config import ServiceConfig
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise SystemExit("use either --tls-self-signed or --tls-cert/--tls-key")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    home = _home(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    cert: Path | None = Path(args.tls_cert) if args.tls_cert else None
+    key: Path | None = Path(args.tls_key) if args.tls_key else None
+    if args.tls_self_signed:
+        from prefect_qiskit_runtime.server.tls import ensure_self_signed
+
+        cert, key = ensure_self_signed(home)
+
+    config = ServiceConfig(
+        home=home,
+        database_url=args.database_url,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        memory_limit_mb=args.memory_limit_mb,
+        tls_cert=cert,
+        tls_key=key,
+        idle_timeout=args.idle_timeout,
+        plain_stream_grace=args.stream_replay_grace,
+        executor_factory=_load_factory(args.executor) if args.executor else None,
+    )
+    sock = _bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    scheme = "https" if config.tls_enabled else "http"
+    url = f"{scheme}://{_public_host(args.host)}:{port}"
+    app = create_app(config)
+    runtime = app.state.runtime
+    ready_file = Path(args.ready_file) if args.ready_file else None
+
+    uv_config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=args.access_log,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
+        # Idle TLS keep-alive connections wait for a close_notify the client never sends; do not let
+        # them hold a stop for long (long-polls are cancelled too, and clients retry).
+        timeout_graceful_shutdown=3,
+        lifespan="on",
+    )
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises a captured signal after its graceful shutdown, which would end the
+            # process "killed by SIGTERM"; a clean stop is exit code 0 here.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                logger.info("runtime service %s ready at %s (home %s)", __version__, url, home)
+                if ready_file is not None:
+                    _write_json_atomic(ready_file, {"url": url, "pid": os.getpid()})
+
+    server = _Server(uv_config)
+
+    async def watch_idle() -> None:
+        assert config.idle_timeout is not None
+        while not server.should_exit:
+            await asyncio.sleep(1.0)
+            if server.started and runtime.idle_seconds >= config.idle_timeout:
+                logger.info("idle for %.0f s; stopping", config.idle_timeout)
+                server.should_exit = True
+
+    async def main() -> None:
+        watcher = asyncio.create_task(watch_idle()) if config.idle_timeout else None
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        if ready_file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(ready_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                    ready_file.unlink()
+    return 0 if server.started else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# administrative commands
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from prefect_qiskit_runtime.server.config import ServiceConfig
+    from prefect_qiskit_runtime.server.store import Store
+
+    home = _home(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    return Store(ServiceConfig(home=home, database_url=args.database_url).db_url)
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from prefect_qiskit_runtime.server.store import StoreError, create_user_token
+
+    try:
+        token = create_user_token(_home(args.home), args.name, args.can_upload, args.database_url)
+    except StoreError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    rights = "may upload programs" if args.can_upload else "may not upload programs"
+    print(f"User {args.name!r} ({rights}). API token (shown once):")
+    print(token)
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        for user in store.list_users():
+            print(f"{user.name}\tcan_upload={user.can_upload}\tcreated={user.created:%Y-%m-%d}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def _programs_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from prefect_qiskit_runtime.server.store import Program, User
+
+    store = _store(args)
+    try:
+        with store.read() as s:
+            rows = s.execute(
+                select(Program, User.name)
+                .join(User, User.id == Program.owner_id)
+                .order_by(Program.n)
+            ).all()
+        for program, owner in rows:
+            visibility = "public" if program.is_public else "private"
+            print(f"{program.id}\t{program.name}\t{owner}\t{visibility}\tcost={program.cost}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from prefect_qiskit_runtime.server.store import Job, isoformat
+
+    store = _store(args)
+    try:
+        with store.read() as s:
+            jobs = list(s.scalars(select(Job).order_by(Job.n.desc()).limit(args.limit)))
+        for job in jobs:
+            print(
+                f"{job.id}\t{job.program_id}\t{job.backend}\t{job.status}\t{isoformat(job.created)}"
+            )
+    finally:
+        store.dispose()
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        job = store.get_job(args.job_id)
+    finally:
+        store.dispose()
+    if job is None:
+        print(f"No job {args.job_id}", file=sys.stderr)
+        return 1
+    sys.stdout.write(job.logs or "")
+    return 0
+
+
+def _embedded(action: str, args: argparse.Namespace) -> int:
+    try:
+        from prefect_qiskit_runtime.client import embedded
+    except ImportError as exc:
+        print(f"The embedded-service client is not available: {exc}", file=sys.stderr)
+        return 2
+    home = Path(args.home).expanduser() if args.home else None
+    if action == "stop":
+        stopped = embedded.stop(home)
+        print("stopped" if stopped else "not running")
+        return 0
+    info = embedded.status(home)
+    if info is None:
+        print("not running")
+        return 1
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefect-qiskit-runtime`` console script.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "server":
+        if args.action == "start":
+            return serve(args)
+        return _embedded(args.action, args)
+    if args.command == "users":
+        return _users_add(args) if args.action == "add" else _users_list(args)
+    if args.command == "programs":
+        return _programs_list(args)
+    if args.command == "jobs":
+        return _jobs_list(args)
+    if args.command == "logs":
+        return _logs(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

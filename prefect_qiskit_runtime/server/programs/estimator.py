@@ -1,0 +1,78 @@
+"""estimator: the Qiskit Estimator primitive (V2) on the job's backend.
+
+Inputs are primitive unified blocs (PUBs): ``[circuit, observables, parameter_values, precision]``,
+where observables are a Pauli dict (``{"ZZ": 1.0}``), a Pauli label, a ``SparsePauliOp``, or
+(nested) lists of these. Circuits are transpiled for the backend and the observables mapped through
+the layout (skip with ``options.skip_transpilation``); Aer's ``EstimatorV2`` bound to the backend
+computes the expectation values (its noise model included), ``BackendEstimatorV2`` on other
+backends. The result is the primitive's ``PrimitiveResult``.
+"""
+
+import numpy as np
+from qiskit.primitives import BackendEstimatorV2
+from qiskit.primitives.containers import ObservablesArray
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
+
+
+def make_estimator(backend, precision, seed):
+    """Aer's EstimatorV2 on Aer backends, BackendEstimatorV2 elsewhere."""
+    if isinstance(backend, AerSimulator):
+        run_options = {} if seed is None else {"seed_simulator": seed}
+        return AerEstimatorV2.from_backend(
+            backend, options={"default_precision": precision or 0.0, "run_options": run_options}
+        )
+    options = {"default_precision": precision or 0.015625}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    return BackendEstimatorV2(backend=backend, options=options)
+
+
+def coerce_observables(observables):
+    """Observables from JSON: lists of label/coefficient pairs become SparsePauliOps."""
+    if (
+        isinstance(observables, list)
+        and observables
+        and all(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+            for item in observables
+        )
+    ):
+        return SparsePauliOp.from_list([(label, coeff) for label, coeff in observables])
+    return observables
+
+
+def normalize_pub(pub, manager):
+    """Transpile a PUB's circuit and map its observables through the layout."""
+    circuit, observables, *rest = tuple(pub)
+    if rest and isinstance(rest[0], list):
+        rest[0] = np.asarray(rest[0], dtype=float)
+    observables = ObservablesArray.coerce(coerce_observables(observables))
+    if manager is not None:
+        circuit = manager.run(circuit)
+        observables = observables.apply_layout(circuit.layout)
+    return (circuit, observables, *rest)
+
+
+def main(backend, user_messenger, pubs, options=None, **kwargs):
+    """Estimate every PUB and return the ``PrimitiveResult``.
+
+    Args:
+        pubs: A list of PUBs.
+        options: ``precision`` (default 0: exact on Aer), ``seed``, ``optimization_level``
+            (default 1), ``skip_transpilation`` (default False).
+    """
+    options = dict(options or {})
+    options.update(kwargs)
+    precision = options.get("precision", options.get("default_precision"))
+    seed = options.get("seed", options.get("seed_simulator"))
+    manager = None
+    if not options.get("skip_transpilation", False):
+        manager = generate_preset_pass_manager(
+            int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
+        )
+    pubs = [normalize_pub(p, manager) for p in pubs]
+    estimator = make_estimator(backend, precision, seed)
+    return estimator.run(pubs).result()

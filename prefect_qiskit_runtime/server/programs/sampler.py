@@ -1,0 +1,63 @@
+"""sampler: the Qiskit Sampler primitive (V2) on the job's backend.
+
+Inputs are primitive unified blocs (PUBs): a circuit, or ``[circuit, parameter_values, shots]``.
+Circuits are transpiled for the backend (skip with ``options.skip_transpilation``) and sampled with
+Aer's ``SamplerV2`` bound to the backend (its noise model included), or ``BackendSamplerV2`` on
+other backends. The result is the primitive's ``PrimitiveResult``.
+"""
+
+from qiskit import QuantumCircuit
+from qiskit.primitives import BackendSamplerV2
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
+
+
+def make_sampler(backend, shots, seed):
+    """Aer's SamplerV2 on Aer backends, BackendSamplerV2 elsewhere."""
+    if isinstance(backend, AerSimulator):
+        return AerSamplerV2.from_backend(backend, default_shots=shots, seed=seed)
+    options = {"default_shots": shots}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    return BackendSamplerV2(backend=backend, options=options)
+
+
+def normalize_pub(pub):
+    """A PUB from JSON (lists instead of tuples) as the primitive expects it."""
+    if isinstance(pub, QuantumCircuit):
+        return (pub,)
+    pub = tuple(pub)
+    if len(pub) >= 2 and isinstance(pub[1], list):
+        pub = (pub[0], _array(pub[1]), *pub[2:])
+    return pub
+
+
+def _array(values):
+    import numpy as np
+
+    return np.asarray(values, dtype=float)
+
+
+def main(backend, user_messenger, pubs, options=None, **kwargs):
+    """Sample every PUB and return the ``PrimitiveResult``.
+
+    Args:
+        pubs: A list of PUBs (a lone circuit is accepted too).
+        options: ``shots`` (default 1024), ``seed``, ``optimization_level`` (default 1),
+            ``skip_transpilation`` (default False).
+    """
+    options = dict(options or {})
+    options.update(kwargs)
+    shots = int(options.get("shots") or options.get("default_shots") or 1024)
+    seed = options.get("seed", options.get("seed_simulator"))
+    if isinstance(pubs, QuantumCircuit):
+        pubs = [pubs]
+    pubs = [normalize_pub(p) for p in pubs]
+    if not options.get("skip_transpilation", False):
+        manager = generate_preset_pass_manager(
+            int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
+        )
+        pubs = [(manager.run(p[0]), *p[1:]) for p in pubs]
+    sampler = make_sampler(backend, shots, seed)
+    return sampler.run(pubs).result()

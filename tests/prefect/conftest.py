@@ -1,0 +1,105 @@
+"""Fixtures of the Prefect-layer tests: one Prefect test server for the session, blocks on the service.
+
+The Prefect server (``prefect_test_harness``) starts once per session (about 15-20 s on two cores) with
+``PREFECT_HOME`` in a temporary directory and analytics off; the runtime service is the real one from
+``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prefect API for every test of this directory; yields its URL."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with temporary_settings(
+        {
+            PREFECT_HOME: str(home),
+            PREFECT_SERVER_ANALYTICS_ENABLED: False,
+            # Logs reach the API sooner, so tests reading them back wait less.
+            PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
+        }
+    ):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def flows_on_path() -> Iterator[Path]:
+    """Make the example flows importable (``import vqe``), as ``python flows/NAME.py`` does."""
+    sys.path.insert(0, str(FLOWS_DIR))
+    yield FLOWS_DIR
+    sys.path.remove(str(FLOWS_DIR))
+
+
+@pytest.fixture(scope="session")
+def credentials(service: Any) -> Any:
+    """Credentials of user ``alice`` (may upload) on the test service."""
+    from prefect_qiskit_runtime.blocks import QiskitRuntimeCredentials
+
+    return QiskitRuntimeCredentials(url=service.url, token=service.add_user("alice"))
+
+
+@pytest.fixture(scope="session")
+def backend(credentials: Any) -> Any:
+    """Aer on the test service, retrying without delay."""
+    from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend
+
+    return QiskitRuntimeBackend(
+        credentials=credentials, backend_name="aer_simulator", retry_delay_seconds=0
+    )
+
+
+@pytest.fixture(scope="session")
+def saved_backend(backend: Any) -> str:
+    """The backend block saved in the Prefect API as ``test-backend`` (for deployments)."""
+    backend.save("test-backend", overwrite=True)
+    return "test-backend"
+
+
+@pytest.fixture(scope="session")
+def runtime(credentials: Any) -> Any:
+    """A plain client of the test service, for checking what the service holds."""
+    from prefect_qiskit_runtime.client import RuntimeService
+
+    return RuntimeService(url=credentials.url, token=credentials.token.get_secret_value())
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy (there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def poll() -> Callable[..., Any]:
+    """The :func:`wait_for` helper as a fixture."""
+    return wait_for
