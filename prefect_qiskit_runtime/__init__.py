@@ -39,6 +39,10 @@ def __getattr__(name: str) -> Any:
 
 if "prefect" in sys.modules:  # pragma: no branch - depends on the importing process
     try:
-        importlib.import_module("prefect_qiskit_runtime.blocks")
+        _blocks = importlib.import_module("prefect_qiskit_runtime.blocks")
     except ModuleNotFoundError:
         pass
+    else:
+        # Bound here, not only importable: `prefect block register -m` scans the module's members.
+        QiskitRuntimeCredentials = _blocks.QiskitRuntimeCredentials
+        QiskitRuntimeBackend = _blocks.QiskitRuntimeBackend

@@ -14,8 +14,8 @@ Commands::
     prefect-qiskit-runtime logs JOB_ID [--home DIR]
 
 ``server start`` runs in the foreground, logs to stderr and stops cleanly on SIGTERM or SIGINT. The
-administrative commands read the service's store directly, so they work whether or not it is running.
-This module never imports Prefect or Qiskit.
+administrative commands read the service's store directly, so they work whether or not it is
+running. This module never imports Prefect or Qiskit.
 """
 
 from __future__ import annotations

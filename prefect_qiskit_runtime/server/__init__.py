@@ -1,8 +1,8 @@
 """The runtime service: the Qiskit Runtime program API served by FastAPI on local simulators.
 
 Start it with ``prefect-qiskit-runtime server start`` or build the ASGI app with
-:func:`prefect_qiskit_runtime.server.app.create_app`. Nothing in this package imports Qiskit or Prefect
-at import time; programs run in isolated worker processes (see ``executors/``).
+:func:`prefect_qiskit_runtime.server.app.create_app`. Nothing in this package imports Qiskit or
+Prefect at import time; programs run in isolated worker processes (see ``executors/``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The FastAPI application: thin routes over the store, the scheduler and the broker.
 
 ``create_app(config)`` builds one service instance. Routes that only touch the database are plain
-``def`` functions (run in the thread pool); only the ones that wait (long-poll, websocket stream, raw
-bodies) are ``async``. Every error answer has the body ``{"error": {"message", "code"}}``; no input,
-however malformed, should produce a 500.
+``def`` functions (run in the thread pool); only the ones that wait (long-poll, websocket stream,
+raw bodies) are ``async``. Every error answer has the body ``{"error": {"message", "code"}}``; no
+input, however malformed, should produce a 500.
 
-The URL layout and the wire extensions are fixed in ``docs/internals.md``; the protocol the old client
-speaks is ``spec/runtime-api.md``.
+The URL layout and the wire extensions are fixed in ``docs/internals.md``; the protocol the old
+client speaks is ``spec/runtime-api.md``.
 """
 
 from __future__ import annotations
@@ -961,7 +961,7 @@ def _add_program_routes(app: FastAPI) -> None:
 
 
 async def _read_upload(request: Request, limit: int) -> dict[str, Any]:
-    """Parse an upload body (JSON with base64 data, or multipart) into ``Store.new_program`` fields."""
+    """Parse an upload body (JSON with base64 data, or multipart) into ``new_program`` fields."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         try:
@@ -1212,7 +1212,7 @@ def _add_job_routes(app: FastAPI) -> None:
         after: int = Query(0, ge=0, le=2**31),
         user: User = Depends(current_user),
     ) -> Response:
-        """``{"messages": [{"seq", "message"}]}`` in order, optionally only those after ``after``."""
+        """``{"messages": [{"seq", "message"}]}`` in order, optionally only after ``after``."""
         store = _runtime(request).store
         if store.get_job(job_id, user.id) is None:
             raise _job_not_found(job_id)
@@ -1245,8 +1245,9 @@ def _add_stream_route(app: FastAPI) -> None:
         """Interim results of a job.
 
         Plain mode (the old client): ``ACK``, then each message text once across connections (a
-        per-job delivery cursor), then close 1000 when the job is final. With ``?after=SEQ``: ``ACK``,
-        then ``{"seq", "message"}`` envelopes of every message after ``SEQ``, then close 1000.
+        per-job delivery cursor), then close 1000 when the job is final. With ``?after=SEQ``:
+        ``ACK``, then ``{"seq", "message"}`` envelopes of every message after ``SEQ``, then close
+        1000.
         """
         runtime = _runtime(websocket)  # type: ignore[arg-type]
         after_raw = websocket.query_params.get("after")

@@ -2,9 +2,9 @@
 
 ``IBMQ.enable_account(token, url="http://HOST:PORT/api")`` walks ``/api/version``,
 ``/api/users/loginWithToken``, ``/api/users/me``, ``/api/Network`` and one devices list per
-hub/group/project (``spec/runtime-api.md`` §2) before it touches the runtime API. Every user has the single
-hub/group/project ``local/default/main``. The access token handed out by ``loginWithToken`` is the API
-token itself, so a token works the same on every endpoint.
+hub/group/project (``spec/runtime-api.md`` §2) before it touches the runtime API. Every user has the
+single hub/group/project ``local/default/main``. The access token handed out by ``loginWithToken``
+is the API token itself, so a token works the same on every endpoint.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def add_user(
     Args:
         home: The service home.
         name: User name.
-        can_upload: Allow uploading programs (only ever granted, never revoked, for an existing user).
+        can_upload: Allow uploading programs (only ever granted for an existing user).
         database_url: The service's database URL when it is not the default SQLite file.
 
     Returns:

@@ -1,7 +1,7 @@
 """Settings of one runtime service instance.
 
-Everything the service needs to know at start-up lives in :class:`ServiceConfig`; the CLI builds it from
-its flags, tests may build it directly. Nothing here imports Qiskit or Prefect.
+Everything the service needs to know at start-up lives in :class:`ServiceConfig`; the CLI builds it
+from its flags, tests may build it directly. Nothing here imports Qiskit or Prefect.
 """
 
 from __future__ import annotations

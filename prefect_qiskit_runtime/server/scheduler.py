@@ -1,16 +1,16 @@
 """From the queue to the executor and back: dispatch, outcomes, watchdog, cancel and recovery.
 
-The scheduler owns the job state machine. It claims QUEUED jobs from the store (oldest first) while the
-executor has room, hands them over with a fresh working directory, numbers and stores what the program
-publishes, and records how each job ended. Nothing here runs program code.
+The scheduler owns the job state machine. It claims QUEUED jobs from the store (oldest first) while
+the executor has room, hands them over with a fresh working directory, numbers and stores what the
+program publishes, and records how each job ended. Nothing here runs program code.
 
 State rules:
 
 - A job is RUNNING from the moment this instance claims it.
 - Cancelling or the execution-time watchdog writes the final status first and kills second, so the
-  status the API shows changes at once and a late ``COMPLETED`` from the executor never overwrites it.
-- At start-up, RUNNING jobs of a dead instance become ``FAILED`` (``SERVICE_RESTARTED``, retryable) and
-  QUEUED jobs simply run.
+  status the API shows changes at once and a late ``COMPLETED`` of the executor never overwrites it.
+- At start-up, RUNNING jobs of a dead instance become ``FAILED`` (``SERVICE_RESTARTED``,
+  retryable) and QUEUED jobs simply run.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The service's store: SQLAlchemy 2 models and the repository functions every other part uses.
 
 The store is the source of truth. Routes and the scheduler never keep state that would be lost in a
-crash: every program, job, interim message, result, log and idempotency answer is written here first.
+crash: every program, job, interim message, result, log and idempotency answer is written here
+first.
 
-SQLite (the default) runs in WAL mode with a busy timeout; writes take the database's write lock at the
-start of their transaction (``BEGIN IMMEDIATE``) and are serialised within the process, so readers never
-block and writers never deadlock. Any other SQLAlchemy URL works too; on PostgreSQL several service
-instances share one queue, claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``.
+SQLite (the default) runs in WAL mode with a busy timeout; writes take the database's write lock at
+the start of their transaction (``BEGIN IMMEDIATE``) and are serialised within the process, so
+readers never block and writers never deadlock. Any other SQLAlchemy URL works too; on PostgreSQL
+several service instances share one queue, claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``.
 
 All functions are synchronous (call them from a worker thread when on the event loop) and return
 detached ORM objects that are safe to read after the session closed.
@@ -286,6 +287,11 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 def _program_id(name: str) -> str:
     slug = _SLUG.sub("-", name.lower()).strip("-")[:40] or "program"
     return f"{slug}-{secrets.token_hex(3)}"
+
+
+def _rowcount(result: Any) -> int:
+    # ``Session.execute`` is typed as returning ``Result``; DML statements give a ``CursorResult``.
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def new_job_id() -> str:
@@ -871,13 +877,18 @@ class Store:
             Whether the job was RUNNING.
         """
         with self.write() as s:
-            changed = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobState.RUNNING.value)
-                .values(
-                    status=status.value, reason_code=reason_code.value, error=error, ended=utcnow()
+            changed = _rowcount(
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobState.RUNNING.value)
+                    .values(
+                        status=status.value,
+                        reason_code=reason_code.value,
+                        error=error,
+                        ended=utcnow(),
+                    )
                 )
-            ).rowcount
+            )
         return bool(changed)
 
     def job_statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
@@ -951,11 +962,13 @@ class Store:
             True if this caller now owns the delivery of ``seq``.
         """
         with self.write() as s:
-            changed = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.plain_cursor == seq - 1)
-                .values(plain_cursor=seq)
-            ).rowcount
+            changed = _rowcount(
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.plain_cursor == seq - 1)
+                    .values(plain_cursor=seq)
+                )
+            )
         return bool(changed)
 
     def rewind_plain_cursor(self, job_id: str, seq: int) -> None:

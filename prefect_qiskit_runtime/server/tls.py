@@ -1,4 +1,4 @@
-"""A self-signed certificate for ``--tls-self-signed``, created once per service home and then reused.
+"""A self-signed certificate for ``--tls-self-signed``: created once per service home, then reused.
 
 The old client streams interim results only over ``wss://``, so only from an ``https`` service. Its
 users point ``REQUESTS_CA_BUNDLE`` and ``WEBSOCKET_CLIENT_CA_BUNDLE`` at ``<home>/tls/cert.pem``.
@@ -20,8 +20,8 @@ def self_signed_paths(home: Path) -> tuple[Path, Path]:
 def ensure_self_signed(home: Path, *, days: int = 3650) -> tuple[Path, Path]:
     """Return ``(cert, key)`` under ``<home>/tls``, creating them on first use.
 
-    The certificate is valid for ``localhost`` and ``127.0.0.1`` and is its own CA, so it can be used
-    directly as a CA bundle. The key file is readable by its owner only.
+    The certificate is valid for ``localhost`` and ``127.0.0.1`` and is its own CA, so it can be
+    used directly as a CA bundle. The key file is readable by its owner only.
 
     Args:
         home: The service home.
@@ -91,8 +91,8 @@ def ensure_self_signed(home: Path, *, days: int = 3650) -> tuple[Path, Path]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Write the key with 0600 from the start (never world-readable, not even briefly), then move both
-    # files into place so that a concurrent reader never sees half a file.
+    # Write the key with 0600 from the start (never world-readable, not even briefly), then move
+    # both files into place so that a concurrent reader never sees half a file.
     tmp_key = key_path.with_suffix(".pem.tmp")
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:

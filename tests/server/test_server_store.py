@@ -1,0 +1,260 @@
+"""The store on a real SQLite file: claims by several instances, recovery of dead instances'
+jobs, idempotency under concurrency, the plain-stream cursor and hashed tokens."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.server.config import sqlite_url
+from prefect_qiskit_runtime.server.store import (
+    Answer,
+    Instance,
+    Job,
+    Store,
+    create_user_token,
+    utcnow,
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return sqlite_url(tmp_path / "runtime.db")
+
+
+def _program(store: Store, owner: str) -> str:
+    with store.write() as s:
+        return store.new_program(
+            s,
+            owner_id=owner,
+            name="p",
+            data="def main(backend, user_messenger): pass\n",
+            cost=60,
+            description="",
+            is_public=False,
+            spec="{}",
+        ).id
+
+
+def _jobs(store: Store, owner: str, program_id: str, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        with store.write() as s:
+            job = store.new_job(
+                s,
+                owner_id=owner,
+                program_id=program_id,
+                backend="aer_simulator",
+                params="{}",
+                hub="local",
+                group="default",
+                project="main",
+                log_level=None,
+                runtime=None,
+            )
+            ids.append(job.id)
+    return ids
+
+
+def test_every_job_is_claimed_once_by_competing_instances(db: str) -> None:
+    """Four instances (own engines, own threads) drain one queue: no job twice, oldest first."""
+    setup = Store(db)
+    user, _ = setup.add_user("u", can_upload=True)
+    ids = _jobs(setup, user.id, _program(setup, user.id), 60)
+    claims: dict[str, list[str]] = {}
+
+    def drain(instance: str) -> None:
+        store = Store(db, create=False)
+        got: list[str] = []
+        while batch := store.claim_jobs(instance, 3):
+            got += [c.job.id for c in batch]
+        claims[instance] = got
+        store.dispose()
+
+    threads = [threading.Thread(target=drain, args=(f"i{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [job_id for got in claims.values() for job_id in got]
+    assert sorted(claimed) == sorted(ids)
+    for got in claims.values():  # each instance saw the queue in submission order
+        assert got == sorted(got, key=ids.index)
+    assert setup.status_counts() == {JobState.RUNNING.value: 60}
+
+
+def test_claim_across_processes(db: str, tmp_path: Path) -> None:
+    """Two OS processes claiming from one SQLite file never share a job."""
+    setup = Store(db)
+    user, _ = setup.add_user("u")
+    ids = _jobs(setup, user.id, _program(setup, user.id), 40)
+    script = (
+        "import sys\n"
+        "from prefect_qiskit_runtime.server.store import Store\n"
+        "s = Store(sys.argv[1], create=False)\n"
+        "while batch := s.claim_jobs(sys.argv[2], 2):\n"
+        "    print('\\n'.join(c.job.id for c in batch), flush=True)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, db, f"p{n}"], stdout=subprocess.PIPE, text=True
+        )
+        for n in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(outputs[0] + outputs[1]) == sorted(ids)
+
+
+def test_recover_fails_only_jobs_of_dead_instances(db: str) -> None:
+    store = Store(db)
+    user, _ = store.add_user("u")
+    program = _program(store, user.id)
+    ids = _jobs(store, user.id, program, 4)
+    store.register_instance("me")
+    store.register_instance("alive")  # this very process: alive
+    with store.write() as s:
+        # A process that no longer exists, on this host.
+        s.add(Instance(id="dead", hostname=os.uname().nodename, pid=2**22 + 7, started=utcnow()))
+        # An instance on another host whose lease ran out.
+        s.add(
+            Instance(
+                id="stale",
+                hostname="elsewhere",
+                pid=1,
+                started=utcnow(),
+                heartbeat=utcnow() - timedelta(minutes=5),
+            )
+        )
+    owners = ["me", "alive", "dead", "stale"]
+    for job_id, owner in zip(ids, owners, strict=True):
+        assert store.claim_jobs(owner, 1)[0].job.id == job_id
+    failed = store.recover("me", lease_seconds=60)
+    assert sorted(failed) == sorted([ids[2], ids[3]])
+    for job_id, owner in zip(ids, owners, strict=True):
+        job = store.get_job(job_id)
+        assert job is not None
+        if owner in {"dead", "stale"}:
+            assert job.status == "FAILED" and job.reason_code == "SERVICE_RESTARTED"
+            assert "SERVICE_RESTARTED" in (job.error or "")
+        else:
+            assert job.status == "RUNNING"
+    assert store.recover("me") == []
+
+
+def test_finish_never_overwrites_a_cancel(db: str) -> None:
+    store = Store(db)
+    user, _ = store.add_user("u")
+    (job_id,) = _jobs(store, user.id, _program(store, user.id), 1)
+    store.claim_jobs("me", 1)
+    job, changed = store.cancel_job(job_id, user.id)
+    assert changed and job is not None and job.status == "CANCELLED"
+    outcome = store.finish_job(job_id, JobState.COMPLETED, result='"late"', logs="printed\n")
+    assert not outcome.applied and outcome.status == "CANCELLED"
+    job = store.get_job(job_id)
+    assert job is not None
+    assert job.status == "CANCELLED" and job.result is None and job.logs == "printed\n"
+    assert not store.end_running_job(
+        job_id, JobState.CANCELLED_RAN_TOO_LONG, ReasonCode.RAN_TOO_LONG, "x"
+    )
+
+
+def test_idempotency_key_under_concurrency(db: str) -> None:
+    """Ten writers with one key (separate engines): one job, one answer."""
+    setup = Store(db)
+    user, _ = setup.add_user("u")
+    program = _program(setup, user.id)
+    answers: list[Answer] = []
+
+    def submit() -> None:
+        store = Store(db, create=False)
+
+        def create(s: object) -> Answer:
+            job = store.new_job(
+                s,  # type: ignore[arg-type]
+                owner_id=user.id,
+                program_id=program,
+                backend="aer_simulator",
+                params="{}",
+                hub="local",
+                group="default",
+                project="main",
+                log_level=None,
+                runtime=None,
+            )
+            return Answer(201, {"id": job.id})
+
+        answers.append(store.idempotent(user.id, "key-1", "POST /runtime/jobs", create))
+        store.dispose()
+
+    threads = [threading.Thread(target=submit) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({a.body["id"] for a in answers}) == 1
+    assert sum(not a.replayed for a in answers) == 1
+    assert setup.list_jobs(user.id, 100, 0)[1] == 1
+
+
+def test_plain_cursor(db: str) -> None:
+    store = Store(db)
+    user, _ = store.add_user("u")
+    (job_id,) = _jobs(store, user.id, _program(store, user.id), 1)
+    assert [store.add_message(job_id, f'"m{i}"') for i in range(3)] == [1, 2, 3]
+    assert store.open_plain_cursor(job_id, grace_seconds=10) == 0
+    assert store.advance_plain_cursor(job_id, 1)
+    assert not store.advance_plain_cursor(job_id, 1)  # a second connection cannot take it again
+    assert not store.advance_plain_cursor(job_id, 3)  # nor skip ahead
+    store.rewind_plain_cursor(job_id, 1)
+    assert store.open_plain_cursor(job_id, grace_seconds=10) == 0
+    # A job that ended long before its first plain connection replays nothing.
+    (old,) = _jobs(store, user.id, _program_named(store, user.id, "q"), 1)
+    store.add_message(old, '"x"')
+    with store.write() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == old)
+            .values(status="COMPLETED", ended=utcnow() - timedelta(seconds=60))
+        )
+    assert store.open_plain_cursor(old, grace_seconds=10) == 1
+    assert store.messages_after(old, 0) == [(1, '"x"')]
+
+
+def _program_named(store: Store, owner: str, name: str) -> str:
+    with store.write() as s:
+        return store.new_program(
+            s,
+            owner_id=owner,
+            name=name,
+            data="x",
+            cost=1,
+            description="",
+            is_public=False,
+            spec="{}",
+        ).id
+
+
+def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
+    token = create_user_token(tmp_path, "alice", can_upload=True)
+    again = create_user_token(tmp_path, "alice")
+    with sqlite3.connect(tmp_path / "runtime.db") as conn:
+        dump = "\n".join(conn.iterdump())
+        modes = {row[0] for row in conn.execute("PRAGMA journal_mode")}
+    assert token not in dump and again not in dump
+    assert modes == {"wal"}
+    store = Store(sqlite_url(tmp_path / "runtime.db"))
+    alice = store.user_for_token(token)
+    assert alice is not None and alice.can_upload  # a second token never revokes the right
+    assert store.user_for_token(again) is not None
+    assert store.user_for_token(token + "x") is None
+    assert store.user_for_token("") is None
