@@ -1,7 +1,7 @@
 """A batch of circuits on a noisy device through ``circuit-runner``, with readout-error mitigation.
 
-Run it with ``python flows/circuit_runner.py``. One ``circuit-runner`` job transpiles and runs a Bell
-circuit and GHZ circuits of 3 and 4 qubits on ``fake_5q_device`` (Aer with noise built from the
+Run it with ``python flows/circuit_runner.py``. One ``circuit-runner`` job transpiles and runs a
+Bell circuit and GHZ circuits of 3 and 4 qubits on ``fake_5q_device`` (Aer with noise built from the
 device's properties). With ``measurement_error_mitigation`` the program also calibrates the readout
 errors and returns quasi-probabilities beside the raw counts; the flow decodes the result with
 ``RunnerResult`` and tabulates how much closer to the ideal the mitigated distribution is.
@@ -14,13 +14,13 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from typing import Any  # noqa: E402
+from typing import Any
 
-from prefect import flow  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect import flow
+from prefect.artifacts import create_table_artifact
 
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.tasks import run_and_await  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.tasks import run_and_await
 
 
 def ghz(num_qubits: int) -> Any:
@@ -67,7 +67,7 @@ def circuit_batch(
     backend = base.model_copy(update={"backend_name": device})
     sizes = sizes or [2, 3, 4]
     circuits = [ghz(n) for n in sizes]
-    result = run_and_await(
+    result: Any = run_and_await(
         backend,
         "circuit-runner",
         {
@@ -95,7 +95,9 @@ def circuit_batch(
     create_table_artifact(
         rows,
         key="circuit-runner-mitigation",
-        description=f"GHZ success probability on {device}: raw counts and mitigated quasi-probabilities.",
+        description=(
+            f"GHZ success probability on {device}: raw counts and mitigated quasi-probabilities."
+        ),
     )
     return rows
 

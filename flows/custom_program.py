@@ -1,9 +1,9 @@
 """The whole lifecycle of your own runtime program: upload, run, await (streaming), delete.
 
-Run it with ``python flows/custom_program.py``. The program below sweeps the angle of an RY rotation,
-publishes the measured probability of ``1`` after each point (streamed into the task's log) and
-returns the whole curve. The flow uploads it (updating it if a program of that name already exists),
-runs it, waits for the result, and deletes both the job and the program at the end.
+Run it with ``python flows/custom_program.py``. The program below sweeps the angle of an RY
+rotation, publishes the measured probability of ``1`` after each point (streamed into the task's
+log) and returns the whole curve. The flow uploads it (updating it if a program of that name already
+exists), runs it, waits for the result, and deletes both the job and the program at the end.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import math  # noqa: E402
-from typing import Any  # noqa: E402
+import math
+from typing import Any
 
-from prefect import flow  # noqa: E402
+from prefect import flow
 
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.tasks import (  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.tasks import (
     await_result,
     delete_job,
     delete_program,
@@ -89,7 +89,7 @@ def custom_program(
     program_id = upload_program(backend, PROGRAM_SOURCE, PROGRAM_METADATA, exist_ok=True)
     job_id = run_program(backend, program_id, {"points": points, "shots": shots})
     try:
-        curve = await_result(backend, job_id)
+        curve: Any = await_result(backend, job_id)
     finally:
         if not keep:
             delete_job(backend, job_id)

@@ -1,10 +1,10 @@
 """Serve the example flows as deployments with schedules, runnable from the Prefect UI.
 
-Run it with ``python flows/deploy.py`` (it needs a Prefect API that outlives this process, for example
-``prefect server start`` in another terminal and ``PREFECT_API_URL`` pointing at it). This process then
-serves four deployments until you stop it with Ctrl-C:
+Run it with ``python flows/deploy.py``. It serves four deployments until you stop it with Ctrl-C.
+It works with Prefect's temporary server too, but to see and start the deployments in the UI, run
+``prefect server start`` in another terminal and point ``PREFECT_API_URL`` at it first.
 
-- ``runtime-health-check/every-15-minutes``: runs ``hello-world`` to prove the runtime service works;
+- ``runtime-health-check/every-15-minutes``: runs ``hello-world`` to check the runtime service;
 - ``h2-vqe/nightly``: the VQE flow, every night at 02:00 UTC;
 - ``h2-dissociation-curve/weekly``: the dissociation-curve pipeline, Mondays at 03:00 UTC;
 - ``qaoa-maxcut/on-demand``: no schedule, start it from the UI with your own graph.
@@ -20,17 +20,17 @@ import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from datetime import timedelta  # noqa: E402
-from typing import Any  # noqa: E402
+from datetime import timedelta
+from typing import Any
 
-from pipeline import dissociation_curve  # noqa: E402
-from prefect import flow, serve  # noqa: E402
-from prefect.deployments.runner import RunnerDeployment  # noqa: E402
-from qaoa_maxcut import qaoa_maxcut  # noqa: E402
-from vqe import vqe  # noqa: E402
+from pipeline import dissociation_curve
+from prefect import flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from qaoa_maxcut import qaoa_maxcut
+from vqe import vqe
 
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.tasks import run_and_await  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.tasks import run_and_await
 
 
 @flow(name="runtime-health-check", log_prints=True)
@@ -45,7 +45,7 @@ def runtime_health_check(iterations: int = 1, backend_block: str | None = None) 
         The program's result.
     """
     backend = QiskitRuntimeBackend.load(backend_block) if backend_block else QiskitRuntimeBackend()
-    result = run_and_await(backend, "hello-world", {"iterations": iterations})
+    result: Any = run_and_await(backend, "hello-world", {"iterations": iterations})
     if result != "All done!":
         raise RuntimeError(f"hello-world answered {result!r}")
     print(f"runtime service healthy: {result}")
@@ -63,7 +63,8 @@ def deployments(backend_block: str | None = None) -> list[RunnerDeployment]:
     """
     params = {"backend_block": backend_block}
     tags = ["qiskit-runtime"]
-    return [
+    # `to_deployment` is typed as possibly async; called from sync code it returns the deployment.
+    built: list[Any] = [
         runtime_health_check.to_deployment(
             name="every-15-minutes",
             interval=timedelta(minutes=15),
@@ -92,6 +93,7 @@ def deployments(backend_block: str | None = None) -> list[RunnerDeployment]:
             description="MaxCut with QAOA on a graph you give.",
         ),
     ]
+    return built
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 Run it with ``python flows/pipeline.py``. The flow maps a task over the bond lengths; each task runs
 the ``h2-bond-point`` subflow, which builds the Hamiltonian at that distance from first principles
-(``h2_molecule.h2_hamiltonian``), solves it with the server-side ``vqe`` program (with a one-parameter
-ansatz sent as a circuit) and compares with exact diagonalization. The points run concurrently (the runtime service queues what it cannot run at
-once). The flow ends with a dissociation-curve artifact: a chart and a table of VQE against exact
-energies, with the equilibrium bond length the curve puts its minimum at.
+(``h2_molecule.h2_hamiltonian``), solves it with the server-side ``vqe`` program (with a
+one-parameter ansatz sent as a circuit) and compares with exact diagonalization. The points run
+concurrently (the runtime service queues what it cannot run at once). The flow ends with a
+dissociation-curve artifact: a chart and a table of VQE against exact energies, with the equilibrium
+bond length the curve puts its minimum at.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from typing import Any  # noqa: E402
+import math
+from typing import Any
 
-import math  # noqa: E402
+from h2_molecule import exact_ground_energy, h2_hamiltonian, sector_ansatz
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from h2_molecule import exact_ground_energy, h2_hamiltonian, sector_ansatz  # noqa: E402
-from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.loops import ascii_chart  # noqa: E402
-from prefect_qiskit_runtime.tasks import run_and_await  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.loops import ascii_chart
+from prefect_qiskit_runtime.tasks import run_and_await
 
 DEFAULT_BOND_LENGTHS = [0.4, 0.5, 0.6, 0.7, 0.735, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 2.5]
 
@@ -48,7 +48,7 @@ def bond_point(
     backend = QiskitRuntimeBackend.load(backend_block) if backend_block else QiskitRuntimeBackend()
     terms = h2_hamiltonian(bond_length)
     exact = exact_ground_energy(terms)
-    result = run_and_await(
+    result: Any = run_and_await(
         backend,
         "vqe",
         {
@@ -101,7 +101,7 @@ def curve_markdown(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="h2-dissociation-curve", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="h2-dissociation-curve", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
 def dissociation_curve(
     bond_lengths: list[float] | None = None,
     maxiter: int = 100,

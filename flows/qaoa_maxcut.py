@@ -1,9 +1,10 @@
 """MaxCut with QAOA: the whole hybrid loop inside one ``qaoa`` runtime job, checked by brute force.
 
 Run it with ``python flows/qaoa_maxcut.py``. The ``qaoa`` program optimises the QAOA angles next to
-the simulator and streams ``{"iteration", "energy", "parameters"}`` after every step; the task logs each
-one and keeps a progress artifact. At the optimum the program samples the circuit and returns the best
-cut it saw, which the flow compares with the exact maximum cut found by enumerating every partition.
+the simulator and streams ``{"iteration", "energy", "parameters"}`` after every step; the task logs
+each one and keeps a progress artifact. At the optimum the program samples the circuit and returns
+the best cut it saw, which the flow compares with the exact maximum cut found by enumerating every
+partition.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import itertools  # noqa: E402
-from typing import Any  # noqa: E402
+import itertools
+from typing import Any
 
-from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.tasks import run_and_await  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.tasks import run_and_await
 
 #: A 5-node graph: a square with one diagonal and a pendant node; its maximum cut is 5.
 DEFAULT_EDGES: list[list[float]] = [
@@ -35,7 +36,9 @@ DEFAULT_EDGES: list[list[float]] = [
 
 def cut_value(assignment: list[int], edges: list[list[float]]) -> float:
     """Total weight of the edges whose ends are on different sides."""
-    return sum(e[2] if len(e) > 2 else 1.0 for e in edges if assignment[int(e[0])] != assignment[int(e[1])])
+    return sum(
+        e[2] if len(e) > 2 else 1.0 for e in edges if assignment[int(e[0])] != assignment[int(e[1])]
+    )
 
 
 @task(name="brute-force-maxcut")
@@ -74,11 +77,9 @@ def qaoa_maxcut(
         The program's result plus ``exact_cut`` and ``ratio`` (found cut / exact cut).
     """
     graph = edges or DEFAULT_EDGES
-    backend = (
-        QiskitRuntimeBackend.load(backend_block) if backend_block else QiskitRuntimeBackend()
-    )
+    backend = QiskitRuntimeBackend.load(backend_block) if backend_block else QiskitRuntimeBackend()
     exact_cut, exact_assignment = brute_force_maxcut(graph)
-    result = run_and_await(
+    result: Any = run_and_await(
         backend,
         "qaoa",
         {"edges": graph, "reps": reps, "maxiter": maxiter, "shots": shots, "seed": seed},
@@ -89,7 +90,8 @@ def qaoa_maxcut(
             [
                 "## MaxCut with QAOA",
                 "",
-                f"- edges: {len(graph)}, QAOA layers: {reps}, optimizer steps: {result['iterations']}",
+                f"- edges: {len(graph)}, QAOA layers: {reps}, "
+                f"optimizer steps: {result['iterations']}",
                 f"- QAOA cut: **{result['cut_value']}** with sides `{result['assignment']}`",
                 f"- exact maximum cut: **{exact_cut}** with sides `{exact_assignment}`",
                 f"- approximation ratio: **{ratio:.3f}**",

@@ -26,21 +26,21 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import atexit  # noqa: E402
-from typing import Any  # noqa: E402
+import atexit
+from typing import Any
 
-from h2_molecule import (  # noqa: E402
+from h2_molecule import (
     EQUILIBRIUM_BOND_LENGTH,
     equilibrium_hamiltonian,
     exact_ground_energy,
     h2_hamiltonian,
 )
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
-from prefect_qiskit_runtime import QiskitRuntimeBackend  # noqa: E402
-from prefect_qiskit_runtime.loops import estimator_cost, minimize  # noqa: E402
-from prefect_qiskit_runtime.tasks import run_and_await  # noqa: E402
+from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.loops import estimator_cost, minimize
+from prefect_qiskit_runtime.tasks import run_and_await
 
 #: Chemical accuracy, in hartree (1 kcal/mol).
 CHEMICAL_ACCURACY = 1.6e-3
@@ -125,7 +125,7 @@ def vqe_server_side(
     """
     backend = load_backend(backend_block)
     terms = hamiltonian_for(bond_length)
-    return run_and_await(
+    result: Any = run_and_await(
         backend,
         "vqe",
         {
@@ -137,6 +137,7 @@ def vqe_server_side(
             "maxiter": maxiter,
         },
     )
+    return result
 
 
 @flow(name="h2-vqe", log_prints=True)

@@ -176,7 +176,7 @@ def create_progress(progress: float, description: str, key: str | None = None) -
     from prefect.artifacts import create_progress_artifact
 
     try:
-        made: Any = create_progress_artifact(
+        made: Any = create_progress_artifact(  # type: ignore[call-arg]
             progress=progress, key=key, description=description, _sync=True
         )
         return cast(UUID, made)
@@ -194,7 +194,7 @@ def update_progress(
     from prefect.artifacts import update_progress_artifact
 
     try:
-        update_progress_artifact(
+        update_progress_artifact(  # type: ignore[call-arg]
             artifact_id=artifact_id,
             progress=max(0.0, min(100.0, progress)),
             description=description,

@@ -526,7 +526,7 @@ def _normalise_params(params: Any) -> dict[str, Any]:
     if isinstance(params, str):
         try:
             params = json.loads(params)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "INVALID_INPUT", "params must be a JSON object.") from None
     if isinstance(params, list) and len(params) == 1:
         params = params[0]
@@ -553,9 +553,12 @@ def _validate_inputs(params: dict[str, Any], spec: dict[str, Any]) -> None:
         logger.warning("cannot validate inputs against the program's schema: %s", exc)
         return
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path)
+        where = "/".join(str(p) for p in error.absolute_path)[:200]
         prefix = f"Invalid input {where!r}: " if where else "Invalid inputs: "
-        raise ApiError(400, "INVALID_INPUT", prefix + error.message)
+        message = error.message
+        if len(message) > 500:  # jsonschema quotes the offending value, which may be huge
+            message = message[:500] + " …"
+        raise ApiError(400, "INVALID_INPUT", prefix + message)
 
 
 def _check_backend(name: str, spec: dict[str, Any]) -> None:
@@ -610,7 +613,7 @@ def json_body(model: type[_M]) -> Callable[[Request], Awaitable[_M]]:
         raw = await request.body()
         try:
             payload = json.loads(raw) if raw.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "INVALID_REQUEST", "The request body is not valid JSON.") from None
         if not isinstance(payload, dict):
             raise ApiError(400, "INVALID_REQUEST", "The request body must be a JSON object.")
@@ -982,7 +985,7 @@ async def _read_upload(request: Request, limit: int) -> dict[str, Any]:
             metadata_text = metadata_field or "{}"
         try:
             metadata = json.loads(metadata_text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(
                 400, "INVALID_METADATA", "The 'metadata' part is not valid JSON."
             ) from None
@@ -994,7 +997,7 @@ async def _read_upload(request: Request, limit: int) -> dict[str, Any]:
         raw_body = await request.body()
         try:
             payload = json.loads(raw_body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "INVALID_REQUEST", "The request body is not valid JSON.") from None
         body = _parse_model(ProgramCreate, payload)
         source = _decode_source(body.data)

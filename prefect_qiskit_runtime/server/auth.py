@@ -131,7 +131,7 @@ async def _json_body(request: Request) -> Any:
     raw = await request.body()
     try:
         return json.loads(raw or b"{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ApiError(
             400, "INVALID_REQUEST", f"The request body is not valid JSON: {exc}"
         ) from None

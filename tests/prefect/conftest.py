@@ -1,8 +1,8 @@
-"""Fixtures of the Prefect-layer tests: one Prefect test server for the session, blocks on the service.
+"""Fixtures of the Prefect-layer tests: one Prefect test server per session, blocks on the service.
 
-The Prefect server (``prefect_test_harness``) starts once per session (about 15-20 s on two cores) with
-``PREFECT_HOME`` in a temporary directory and analytics off; the runtime service is the real one from
-``tests/conftest.py``.
+The Prefect server (``prefect_test_harness``) starts once per session (about 15-20 s on two cores)
+with ``PREFECT_HOME`` in a temporary directory and analytics off; the runtime service is the real
+one from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -34,16 +34,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from prefect.testing.utilities import prefect_test_harness
 
     home = tmp_path_factory.mktemp("prefect-home")
-    with temporary_settings(
-        {
-            PREFECT_HOME: str(home),
-            PREFECT_SERVER_ANALYTICS_ENABLED: False,
-            # Logs reach the API sooner, so tests reading them back wait less.
-            PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
-        }
-    ):
-        with prefect_test_harness(server_startup_timeout=120):
-            yield str(PREFECT_API_URL.value())
+    settings = {
+        PREFECT_HOME: str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        # Logs reach the API sooner, so tests reading them back wait less.
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
+    }
+    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture(scope="session")

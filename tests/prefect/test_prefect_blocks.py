@@ -80,7 +80,10 @@ def test_save_and_load_round_trip() -> None:
     assert loaded.credentials.token is not None
     assert loaded.credentials.token.get_secret_value() == "s3cret-token"
     assert loaded.credentials.url == "https://runtime.example.org:8443/"
-    assert (loaded.credentials.hub, loaded.credentials.ca_bundle) == ("local", "/etc/ssl/runtime.pem")
+    assert (loaded.credentials.hub, loaded.credentials.ca_bundle) == (
+        "local",
+        "/etc/ssl/runtime.pem",
+    )
     assert loaded.backend_name == "fake_5q_device"
     assert loaded.merge_inputs({"x": 1}) == {"iterations": 2, "x": 1}
     assert loaded.run_options({"log_level": "DEBUG"}) == {
@@ -103,7 +106,9 @@ def test_blank_fields_from_the_ui_mean_unset() -> None:
     assert creds.url is None and creds.hub is None and creds.ca_bundle is None
 
 
-def test_building_saving_and_loading_make_no_runtime_request(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_building_saving_and_loading_make_no_runtime_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Only ``get_client()`` may talk to the service; an unreachable URL must not matter before."""
     import requests
 

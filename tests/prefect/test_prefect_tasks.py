@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
 from prefect import flow, get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
-    TaskRunFilter,
-    TaskRunFilterFlowRunId,
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -36,13 +33,13 @@ from prefect_qiskit_runtime.tasks import (
     upload_program,
 )
 
-FAILING_PROGRAM = '''
+FAILING_PROGRAM = """
 def main(backend, user_messenger, **kwargs):
     user_messenger.publish({"step": "about to fail"})
     return {}["missing-key"]
-'''
+"""
 
-SLOW_PROGRAM = '''
+SLOW_PROGRAM = """
 import time
 
 def main(backend, user_messenger, seconds=60):
@@ -50,7 +47,16 @@ def main(backend, user_messenger, seconds=60):
         user_messenger.publish({"iteration": i})
         time.sleep(0.1)
     return "finished"
-'''
+"""
+
+
+def _failure(state: Any) -> tuple[type[BaseException] | None, str, Any]:
+    """The exception type and message of a task's final state (for assertions outside the flow)."""
+    try:
+        state.result()
+    except BaseException as exc:
+        return type(exc), str(exc), state.state_details.task_run_id
+    return None, "", state.state_details.task_run_id
 
 
 def _flow_run_id() -> Any:
@@ -64,7 +70,10 @@ def test_run_and_await_streams_into_the_run(backend: Any, poll: Any) -> None:
 
     @flow
     def hello() -> dict[str, Any]:
-        return {"result": run_and_await(backend, "hello-world", {"iterations": 3}), "id": _flow_run_id()}
+        return {
+            "result": run_and_await(backend, "hello-world", {"iterations": 3}),
+            "id": _flow_run_id(),
+        }
 
     out = hello()
     assert out["result"] == "All done!"
@@ -87,13 +96,20 @@ def test_run_and_await_streams_into_the_run(backend: Any, poll: Any) -> None:
         )
         tables = [a for a in artifacts if a.key == JOB_METRICS_ARTIFACT_KEY]
         assert len(tables) == 1
-        row = tables[0].data if isinstance(tables[0].data, list) else None
-        text = str(tables[0].data)
-        assert "hello-world" in text and "COMPLETED" in text and "queue_seconds" in text, row
+        data = tables[0].data
+        rows = json.loads(data) if isinstance(data, str) else data
+        assert len(rows) == 1
+        row = rows[0]
+        assert (row["program_id"], row["status"], row["backend"]) == (
+            "hello-world",
+            "COMPLETED",
+            "aer_simulator",
+        )
+        assert row["queue_seconds"] >= 0 and row["run_seconds"] > 0 and row["interim_results"] == 3
+        assert row["created"] <= row["started"] <= row["finished"]
         progress = [a for a in artifacts if a.type == "progress"]
         assert [a.data for a in progress] == [100.0]
-
-        job_id = poll(lambda: _job_id_from_table(text), what="job id")
+        job_id = row["job_id"]
 
         def job_events() -> list[str]:
             page = client.read_events(
@@ -112,13 +128,6 @@ def test_run_and_await_streams_into_the_run(backend: Any, poll: Any) -> None:
         assert "prefect-qiskit-runtime.job.submitted" in names
         # Three interim results within well under a second: throttled to one event.
         assert names.count("prefect-qiskit-runtime.job.interim-result") <= 2
-
-
-def _job_id_from_table(text: str) -> str | None:
-    import re
-
-    match = re.search(r"'job_id': '([^']+)'", text)
-    return match.group(1) if match else None
 
 
 def test_program_lifecycle_tasks(backend: Any, runtime: Any) -> None:
@@ -177,18 +186,16 @@ def test_program_exception_fails_at_once_with_traceback(backend: Any) -> None:
             {"name": "prefect-failing", "description": "raises", "max_execution_time": 60},
             exist_ok=True,
         )
-        return run_and_await.with_options(retries=3, retry_delay_seconds=0)(
+        state = run_and_await.with_options(retries=3, retry_delay_seconds=0)(
             backend, program_id, return_state=True
         )
+        return _failure(state)
 
-    state = failing()
-    assert state.is_failed()
-    with pytest.raises(RuntimeJobFailureError) as info:
-        state.result()
-    assert "KeyError" in str(info.value) and "missing-key" in str(info.value)
-    assert "Traceback" in str(info.value)
+    failed, message, task_run_id = failing()
+    assert failed is RuntimeJobFailureError
+    assert "KeyError" in message and "missing-key" in message and "Traceback" in message
     with get_client(sync_client=True) as client:
-        task_run = client.read_task_run(state.state_details.task_run_id)
+        task_run = client.read_task_run(task_run_id)
     assert task_run.run_count == 1  # no Prefect retry for the program's own exception
 
 
@@ -224,17 +231,38 @@ def test_task_timeout_cancels_the_job(backend: Any, runtime: Any) -> None:
             {"name": "prefect-slow", "description": "sleeps", "max_execution_time": 120},
             exist_ok=True,
         )
-        return run_and_await.with_options(timeout_seconds=3, retries=0)(
+        state = run_and_await.with_options(timeout_seconds=3, retries=0)(
             backend, program_id, {"seconds": 60}, return_state=True
         )
+        return _failure(state)
 
     started = time.monotonic()
-    state = times_out()
-    assert state.is_failed()
+    failed, message, _ = times_out()
+    assert issubclass(failed, TimeoutError), message
     assert time.monotonic() - started < 50  # not the 60 s the program would take
     new = [j for j in runtime.jobs(limit=None) if j.job_id() not in before]
     assert len(new) == 1
     assert new[0].state.value == "CANCELLED"
+
+
+def test_backend_max_execution_time_cancels_a_long_job(backend: Any, runtime: Any) -> None:
+    limited = backend.model_copy(update={"max_execution_time": 2})
+    before = {j.job_id() for j in runtime.jobs(limit=None)}
+
+    @flow
+    def too_long() -> Any:
+        program_id = upload_program(
+            limited,
+            SLOW_PROGRAM,
+            {"name": "prefect-slow", "description": "sleeps", "max_execution_time": 120},
+            exist_ok=True,
+        )
+        return _failure(run_and_await(limited, program_id, {"seconds": 60}, return_state=True))
+
+    failed, message, _ = too_long()
+    assert failed is RuntimeJobFailureError and "max_execution_time" in message
+    new = [j for j in runtime.jobs(limit=None) if j.job_id() not in before]
+    assert len(new) == 1 and new[0].state.value == "CANCELLED"
 
 
 def test_async_twins(backend: Any) -> None:
@@ -256,13 +284,16 @@ def test_async_task_timeout_cancels_the_job(backend: Any, runtime: Any) -> None:
 
     @flow
     async def async_times_out() -> Any:
-        program_id = await upload_program.fn.__wrapped__(backend, SLOW_PROGRAM) if False else None
-        del program_id
-        return await arun_and_await.with_options(timeout_seconds=3, retries=0)(
+        state = await arun_and_await.with_options(timeout_seconds=3, retries=0)(
             backend, "hello-world", {"iterations": 100000}, return_state=True
         )
+        try:
+            await state.aresult()
+        except BaseException as exc:
+            return type(exc), str(exc), None
+        return None, "", None
 
-    state = asyncio.run(async_times_out())
-    assert state.is_failed()
+    failed, message, _ = asyncio.run(async_times_out())
+    assert issubclass(failed, TimeoutError), message
     new = [j for j in runtime.jobs(limit=None) if j.job_id() not in before]
     assert len(new) == 1 and new[0].state.value == "CANCELLED"

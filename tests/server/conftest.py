@@ -36,9 +36,16 @@ def fresh(service: RunningService) -> Iterator[Api]:
 
 @pytest.fixture(scope="session")
 def capacity_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    """A service of this area with exactly 3 workers and no plain-stream replay of ended jobs."""
+    """A service of this area: exactly 3 workers, no plain-stream replay of ended jobs, and a memory
+    limit of 256 MB per job."""
     svc = start_service(
-        tmp_path_factory.mktemp("capacity-home"), "--workers", "3", "--stream-replay-grace", "0"
+        tmp_path_factory.mktemp("capacity-home"),
+        "--workers",
+        "3",
+        "--stream-replay-grace",
+        "0",
+        "--memory-limit-mb",
+        "256",
     )
     yield svc
     stop_service(svc)

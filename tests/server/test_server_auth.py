@@ -44,7 +44,8 @@ def test_login_with_token(service: RunningService, alice: Api) -> None:
         bad = requests.post(url, json=body, timeout=30)
         assert bad.status_code == 401
         assert bad.json()["error"]["code"] == "UNAUTHORIZED"
-    assert requests.post(url, data=b"{nope", timeout=30).status_code == 400
+    for raw in (b"{nope", b"[" * 100_000 + b"]" * 100_000):
+        assert requests.post(url, data=raw, timeout=30).status_code == 400
 
 
 def test_users_me_advertises_this_service(service: RunningService, alice: Api) -> None:

@@ -23,6 +23,14 @@ def test_version_and_help() -> None:
     assert bad.returncode != 0 and "--tls-key" in bad.stderr
 
 
+def test_embedded_status_and_stop_of_an_empty_home(tmp_path: Path) -> None:
+    """``server status`` / ``server stop`` act on the embedded service of a home (none here)."""
+    status = cli("server", "status", "--home", str(tmp_path), check=False)
+    assert status.returncode == 1 and "not running" in status.stdout
+    stop = cli("server", "stop", "--home", str(tmp_path))
+    assert "not running" in stop.stdout
+
+
 def test_users_add_prints_the_token_last(service: RunningService) -> None:
     """Each ``users add`` prints a fresh token as its last line; every token of a user works."""
     first = (

@@ -101,6 +101,10 @@ def test_bad_submissions_are_4xx(alice: Api) -> None:
             assert response.json()["error"]["code"] == code
     assert alice.request("POST", "/jobs", data=b"{broken").status_code == 400
     assert alice.request("POST", "/jobs", data=b'"a string"').status_code == 400
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert alice.request("POST", "/jobs", data=deep).status_code == 400
+    nested_params = b'{"program_id": "hello-world", "backend": "aer_simulator", "params": ' + deep
+    assert alice.request("POST", "/jobs", data=nested_params + b"}").status_code == 400
     ok = alice.run(pid, {"iterations": 0}, backend="fake_27q_device")
     assert alice.wait(ok)["status"] == "COMPLETED"
 
@@ -181,6 +185,14 @@ def test_cancel_queued_and_after_done(cap_user: Api) -> None:
     assert cap_user.job(queued)["status"] == "CANCELLED"
     assert cap_user.job(queued)["started"] is None
     assert cap_user.request("POST", f"/jobs/{done}/cancel").status_code == 409
+
+
+def test_memory_limit(cap_user: Api) -> None:
+    """``--memory-limit-mb``: a program that allocates past it fails with MEMORY_LIMIT."""
+    hog = "def main(backend, user_messenger):\n    return len(bytearray(2 * 1024**3))\n"
+    job = cap_user.wait(cap_user.run(cap_user.upload(hog)))
+    assert job["status"] == "FAILED" and job["reason_code"] == "MEMORY_LIMIT"
+    assert "MemoryError" in cap_user.get(f"/jobs/{job['id']}/results").text
 
 
 def test_delete_in_any_state(cap_user: Api) -> None:

@@ -259,6 +259,7 @@ def test_malformed_uploads_are_400(alice: Api) -> None:
             {"name": "x", "data": b64(PUBLISHER), "cost": 1, "spec": {"parameters": {"type": 5}}}
         ).encode(),
         json.dumps({"name": "x", "data": b64("\xff\x00"), "cost": 1}).encode(),
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the JSON parser's recursion limit
     ]
     for raw in cases:
         response = alice.request("POST", "/programs", data=raw)

@@ -1,0 +1,156 @@
+"""Retries never duplicate: a lost answer after the service acted, and a lost worker.
+
+The fault is injected at the client's transport: the request reaches the service and is carried out,
+then the client raises ``RuntimeServiceUnavailable`` (marked retryable) as if the answer had been
+lost through every transport retry. Prefect retries the task; the service must still hold one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prefect import flow, get_client
+
+from prefect_qiskit_runtime.client.transport import Transport
+from prefect_qiskit_runtime.exceptions import RuntimeServiceUnavailable
+from prefect_qiskit_runtime.tasks import run_and_await, run_program, upload_program
+
+SELF_KILLING_PROGRAM = """
+import os
+import signal
+
+
+def main(backend, user_messenger, marker):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost, as if the node died
+    return "survived"
+"""
+
+
+class LoseAnswers:
+    """Wraps ``Transport.request``: after ``count`` matching requests succeed, their answer is
+    lost."""
+
+    def __init__(self, method: str, path: str, count: int = 1) -> None:
+        self.method, self.path, self.remaining = method, path, count
+        self.keys: list[str | None] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = Transport.request
+
+        def request(transport: Transport, method: str, path: str, **kwargs: Any) -> Any:
+            response = real(transport, method, path, **kwargs)
+            if method.upper() == self.method and path == self.path:
+                self.keys.append(kwargs.get("idempotency_key"))
+                if self.remaining > 0:
+                    self.remaining -= 1
+                    raise RuntimeServiceUnavailable(
+                        f"{method} {path}: the answer was lost (injected)", retryable=True
+                    )
+            return response
+
+        monkeypatch.setattr(Transport, "request", request)
+
+
+@pytest.fixture
+def lose_job_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseAnswers]:
+    fault = LoseAnswers("POST", "/jobs")
+    fault.install(monkeypatch)
+    yield fault
+
+
+def _task_run_count(task_run_id: Any) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_task_run(task_run_id).run_count
+
+
+def test_retry_after_lost_answer_makes_no_second_job(
+    backend: Any, runtime: Any, lose_job_answer: LoseAnswers
+) -> None:
+    before = len(runtime.jobs(limit=None, program_id="hello-world"))
+
+    @flow
+    def submit() -> tuple[Any, Any]:
+        state = run_and_await.with_options(retries=2, retry_delay_seconds=0)(
+            backend, "hello-world", {"iterations": 1}, return_state=True
+        )
+        return state.result(), state.state_details.task_run_id
+
+    result, task_run_id = submit()
+    assert result == "All done!"
+    assert _task_run_count(task_run_id) == 2  # the lost answer made Prefect retry once
+    assert len(lose_job_answer.keys) == 2 and lose_job_answer.keys[0] == lose_job_answer.keys[1]
+    assert str(task_run_id) in str(lose_job_answer.keys[0])  # the key derives from the task run
+    assert len(runtime.jobs(limit=None, program_id="hello-world")) == before + 1
+
+
+def test_run_program_retry_returns_the_same_job(
+    backend: Any, runtime: Any, lose_job_answer: LoseAnswers
+) -> None:
+    before = {j.job_id() for j in runtime.jobs(limit=None)}
+
+    @flow
+    def submit() -> str:
+        return run_program.with_options(retries=1, retry_delay_seconds=0)(
+            backend, "hello-world", {"iterations": 0}
+        )
+
+    job_id = submit()
+    new = [j.job_id() for j in runtime.jobs(limit=None) if j.job_id() not in before]
+    assert new == [job_id]
+
+
+def test_upload_retry_makes_one_program(
+    backend: Any, runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault = LoseAnswers("POST", "/programs")
+    fault.install(monkeypatch)
+    name = "prefect-upload-retry"
+
+    @flow
+    def upload() -> str:
+        return upload_program.with_options(retries=1, retry_delay_seconds=0)(
+            backend,
+            SELF_KILLING_PROGRAM,
+            {"name": name, "description": "retry test", "max_execution_time": 60},
+        )
+
+    program_id = upload()
+    try:
+        assert len(fault.keys) == 2 and fault.keys[0] == fault.keys[1]
+        assert [
+            p.program_id for p in runtime.programs(refresh=True, limit=None) if p.name == name
+        ] == [program_id]
+    finally:
+        runtime.delete_program(program_id)
+
+
+def test_lost_worker_is_replaced_exactly_once(backend: Any, runtime: Any, tmp_path: Any) -> None:
+    """A job whose worker died is retryable: the retry submits one replacement, not more."""
+    program_id = runtime.upload_program(
+        SELF_KILLING_PROGRAM,
+        {"name": "prefect-self-killing", "description": "dies once", "max_execution_time": 60},
+    )
+    marker = str(tmp_path / "first-attempt-died")
+    try:
+
+        @flow
+        def survive() -> tuple[Any, Any]:
+            state = run_and_await.with_options(retries=3, retry_delay_seconds=0)(
+                backend, program_id, {"marker": marker}, return_state=True
+            )
+            return state.result(), state.state_details.task_run_id
+
+        result, task_run_id = survive()
+        assert result == "survived"
+        assert _task_run_count(task_run_id) == 2
+        jobs = runtime.jobs(limit=None, program_id=program_id)
+        states = sorted(
+            (j.state.value, j.reason_code.value if j.reason_code else None) for j in jobs
+        )
+        assert states == [("COMPLETED", None), ("FAILED", "WORKER_LOST")]
+    finally:
+        runtime.delete_program(program_id)

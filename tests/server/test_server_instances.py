@@ -1,0 +1,88 @@
+"""Two service instances on one database share the queue: each job runs once, a long-poll, a stream
+or a cancel works through either instance, whichever one runs the job."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from server_helpers import PUBLISHER, SLEEPER, Api
+from service_helpers import cli, start_service, stop_service
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Api]]:
+    root = Path(tmp_path_factory.mktemp("shared-db"))
+    url = f"sqlite:///{root / 'shared.db'}"
+    first = start_service(root / "a", "--database-url", url, "--workers", "1")
+    second = start_service(root / "b", "--database-url", url, "--workers", "1")
+    out = cli("users", "add", "shared", "--can-upload", "--home", str(root), "--database-url", url)
+    token = out.stdout.strip().splitlines()[-1]
+    try:
+        yield Api(first.url, token), Api(second.url, token)
+    finally:
+        stop_service(first)
+        stop_service(second)
+
+
+def _running_here(api: Api) -> int:
+    return int(requests.get(api.url + "/health", timeout=30).json()["running_jobs"])
+
+
+def test_each_job_runs_once_and_either_instance_answers(
+    pair: tuple[Api, Api],
+) -> None:
+    a, b = pair
+    program = a.upload(PUBLISHER)
+    ids = [a.run(program, {"iterations": 2}) for _ in range(6)]
+    for job_id in ids:
+        job = b.wait(job_id)  # long-poll through the other instance
+        assert job["status"] == "COMPLETED" and job["message_count"] == 2
+        assert b.get(f"/jobs/{job_id}/results").text == '"foo"'
+    instances = {
+        requests.get(api.url + "/health", timeout=30).json()["instance_id"] for api in (a, b)
+    }
+    assert len(instances) == 2
+
+
+def test_cancel_through_the_other_instance(pair: tuple[Api, Api]) -> None:
+    a, b = pair
+    job_id = a.run(a.upload(SLEEPER))
+    a.wait_running(job_id)
+    deadline = time.monotonic() + 60
+    while not (runner := next((api for api in (a, b) if _running_here(api)), None)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = b if runner is a else a
+    assert other.request("POST", f"/jobs/{job_id}/cancel").status_code == 204
+    assert runner.job(job_id)["status"] == "CANCELLED"
+    # The instance running it notices the cancel in the store and kills the program.
+    job = runner.wait_for(
+        job_id, lambda j: "sleeper started" in runner.get(f"/jobs/{j['id']}/logs").text
+    )
+    assert job["status"] == "CANCELLED"
+    assert _running_here(runner) == 0
+
+
+def test_stream_through_either_instance(pair: tuple[Api, Api]) -> None:
+    a, b = pair
+    job_id = a.run(a.upload(PUBLISHER), {"iterations": 3, "sleep": 0.3})
+    frames: list[str] = []
+    with connect(
+        f"{b.ws}/stream/jobs/{job_id}?after=0",
+        additional_headers={"X-Access-Token": b.token},
+        open_timeout=60,
+    ) as ws:
+        try:
+            while True:
+                frames.append(str(ws.recv(timeout=120)))
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None and exc.rcvd.code == 1000
+    assert frames[0] == "ACK"
+    assert [json.loads(f)["seq"] for f in frames[1:]] == [1, 2, 3]
