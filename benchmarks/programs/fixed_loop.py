@@ -1,9 +1,9 @@
 """fixed-loop: a whole hybrid loop inside one job, over a fixed list of parameter vectors.
 
-The server-side loop of the benchmark: the same estimator call per iteration as the built-in
-``estimator`` program makes (Aer's ``EstimatorV2`` bound to the job's backend, exact), with the
-circuit transpiled once for the job, and one interim result per iteration as a VQE program
-publishes its progress.
+The server-side loop of the benchmark, shaped like the built-in ``vqe`` program (which takes an
+optimizer name, not a list of points): the circuit transpiled once for the job, Aer's ``EstimatorV2``
+bound to the job's backend (exact), one ``run`` per iteration, and one interim result
+``{"iteration", "energy", "parameters"}`` published per iteration as ``vqe`` does.
 """
 
 import numpy as np
@@ -18,7 +18,7 @@ def main(backend, user_messenger, circuit, observable, parameter_vectors, publis
         circuit: The parametrised ansatz.
         observable: The Hamiltonian (``SparsePauliOp``).
         parameter_vectors: The points, one iteration each, in order.
-        publish: Publish ``{"k", "energy"}`` after each iteration.
+        publish: Publish ``{"iteration", "energy", "parameters"}`` after each iteration.
 
     Returns:
         ``{"energies": [...]}``, one float per vector.
@@ -29,10 +29,13 @@ def main(backend, user_messenger, circuit, observable, parameter_vectors, publis
     mapped = observable.apply_layout(isa.layout)
     estimator = EstimatorV2.from_backend(backend, options={"default_precision": 0.0})
     energies = []
-    for k, params in enumerate(parameter_vectors):
-        result = estimator.run([(isa, mapped, np.asarray(params, dtype=float))]).result()
-        energy = float(result[0].data.evs)
+    for params in parameter_vectors:
+        x = np.asarray(params, dtype=float)
+        result = estimator.run([(isa, mapped, x)]).result()
+        energy = float(np.real(result[0].data.evs))
         energies.append(energy)
         if publish:
-            user_messenger.publish({"k": k, "energy": energy})
+            user_messenger.publish(
+                {"iteration": len(energies), "energy": energy, "parameters": [float(v) for v in x]}
+            )
     return {"energies": energies}
