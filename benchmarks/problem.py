@@ -40,7 +40,9 @@ def ansatz() -> Any:
     return real_amplitudes(NUM_QUBITS, reps=REPS)
 
 
-def parameter_vectors(count: int, num_parameters: int = NUM_QUBITS * (REPS + 1)) -> list[list[float]]:
+def parameter_vectors(
+    count: int, num_parameters: int = NUM_QUBITS * (REPS + 1)
+) -> list[list[float]]:
     """A fixed list of ``count`` parameter vectors, the same on every run and machine.
 
     A closed form rather than a random generator, so there is no seed or library version to agree

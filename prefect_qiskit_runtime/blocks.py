@@ -272,7 +272,8 @@ class QiskitRuntimeBackend(Block):
         gt=0,
         title="Max Execution Time",
         description=(
-            "Seconds a job may run before the service cancels it; empty keeps the program's limit."
+            "Seconds a job may run before the task waiting for it cancels it; empty keeps only "
+            "the program's own limit."
         ),
     )
     job_attempts: int = Field(

@@ -1,9 +1,9 @@
 """fixed-loop: a whole hybrid loop inside one job, over a fixed list of parameter vectors.
 
 The server-side loop of the benchmark, shaped like the built-in ``vqe`` program (which takes an
-optimizer name, not a list of points): the circuit transpiled once for the job, Aer's ``EstimatorV2``
-bound to the job's backend (exact), one ``run`` per iteration, and one interim result
-``{"iteration", "energy", "parameters"}`` published per iteration as ``vqe`` does.
+optimizer name, not a list of points): the circuit transpiled once for the job, Aer's
+``EstimatorV2`` bound to the job's backend (exact), one ``run`` per iteration, and one interim
+result ``{"iteration", "energy", "parameters"}`` published per iteration as ``vqe`` does.
 """
 
 import numpy as np

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import problem  # noqa: E402
+import problem
 
-from prefect_qiskit_runtime.client import RuntimeService  # noqa: E402
+from prefect_qiskit_runtime.client import RuntimeService
 
 
 def main() -> None:

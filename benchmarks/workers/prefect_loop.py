@@ -13,6 +13,7 @@ checkpoint line per evaluation, throttled progress, the convergence artifact.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import problem  # noqa: E402
+import problem
 
 
 class FixedPoints(str):
@@ -43,7 +44,9 @@ class FixedPoints(str):
         self.energies = []
         return self
 
-    def __call__(self, fun: Callable[..., float], x0: Any, args: tuple[Any, ...] = (), **_: Any) -> Any:
+    def __call__(
+        self, fun: Callable[..., float], x0: Any, args: tuple[Any, ...] = (), **_: Any
+    ) -> Any:
         import numpy as np
         from scipy.optimize import OptimizeResult
 
@@ -85,7 +88,7 @@ def main(config_path: str, out_path: str) -> None:
         method = FixedPoints(vectors)
         minimize(cost, vectors[0], method=method, name="benchmark", checkpoints=store)
         stamps = method.stamps
-        per_iteration = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False)]
+        per_iteration = [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]
         return {"per_iteration_ms": per_iteration, "energies": method.energies}
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -6,8 +6,8 @@ CONFIG is a JSON file ``{"iterations": n, "warmup": w}``; OUT receives
 ``prefect_test_harness`` of this process (its start-up is not measured); ``PREFECT_HOME`` is set by
 the caller to a temporary directory.
 
-Each iteration is one ``QuantumRuntime.estimator`` call with prefect-qiskit's Aer credentials, on the
-benchmark's ansatz transpiled once for that runtime's target (what its documentation shows). The
+Each iteration is one ``QuantumRuntime.estimator`` call with prefect-qiskit's Aer credentials, on
+the benchmark's ansatz transpiled once for that runtime's target (what its documentation shows). The
 ``sim_ms`` series times the same primitive (``BackendEstimatorV2`` on the same generic backend)
 without Prefect, for reference: prefect-qiskit's Aer path estimates with shots.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import problem  # noqa: E402
+import problem
 
 
 def main(config_path: str, out_path: str) -> None:

@@ -101,3 +101,24 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "c
 def poll() -> Callable[..., Any]:
     """The :func:`wait_for` helper as a fixture."""
     return wait_for
+
+
+def final_task_run(task_run_id: Any, timeout: float = 60.0) -> Any:
+    """The task run as the API records it once its final state has arrived.
+
+    Task run states reach the API as events, a moment after the task ended in this process.
+    """
+    from prefect import get_client
+
+    def read() -> Any:
+        with get_client(sync_client=True) as client:
+            run = client.read_task_run(task_run_id)
+        return run if run.state is not None and run.state.is_final() else None
+
+    return wait_for(read, timeout, f"task run {task_run_id} to be final in the API")
+
+
+@pytest.fixture(scope="session")
+def task_run_in_api() -> Callable[..., Any]:
+    """The :func:`final_task_run` helper as a fixture."""
+    return final_task_run

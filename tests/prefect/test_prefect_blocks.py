@@ -1,5 +1,8 @@
 """Blocks: Prefect's standard suite, save/load, client caching, no network at build or load."""
 
+# Prefect types Block.load, and flows and tasks returning Any, as possibly coroutines or states.
+# mypy: disable-error-code="union-attr"
+
 from __future__ import annotations
 
 import copy

@@ -1,5 +1,8 @@
 """Hybrid loops: a task run per iteration, checkpoints, resume after an interruption, artifacts."""
 
+# Prefect types Block.load, and flows and tasks returning Any, as possibly coroutines or states.
+# mypy: disable-error-code="arg-type,attr-defined"
+
 from __future__ import annotations
 
 import json
@@ -45,7 +48,7 @@ def _current_flow_run_id() -> Any:
     return flow_run.id
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Any) -> None:
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Any, poll: Any) -> None:
     reference = scipy.optimize.minimize(bowl, [0.0, 0.0], method="COBYLA", options=OPTIONS)
     store = LocalCheckpointStore(tmp_path)
 
@@ -73,15 +76,16 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Any) -
     np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=1e-12)
     assert result.fun == pytest.approx(reference.fun, abs=1e-14)
     # One task run per evaluation of the resumed run, numbered where the first run stopped.
-    names = _iteration_names(run_id)
-    assert names == [f"iteration-{k}" for k in range(7, reference.nfev)]
+    # Task runs reach the API through events: the list fills in, and gets its names, shortly after.
+    expected = [f"iteration-{k}" for k in range(7, reference.nfev)]
+    poll(lambda: _iteration_names(run_id) == expected, what="the resumed run's task runs")
     records = store.load("bowl-resume")
     assert records[0]["type"] == "header" and records[-1]["type"] == "done"
 
     # A finished loop is not run again: its stored result comes back without task runs.
     again, run_id = loop(None)
     assert again.evaluated == 0 and again.fun == result.fun
-    assert _iteration_names(run_id) == []
+    assert _iteration_names(run_id) == []  # nothing to wait for: no task run was ever created
 
 
 def test_flow_retry_resumes_with_the_default_key() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prefect import flow, get_client
+from prefect import flow
 
 from prefect_qiskit_runtime.client.transport import Transport
 from prefect_qiskit_runtime.exceptions import RuntimeServiceUnavailable
@@ -62,13 +62,8 @@ def lose_job_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseAnswers]:
     yield fault
 
 
-def _task_run_count(task_run_id: Any) -> int:
-    with get_client(sync_client=True) as client:
-        return client.read_task_run(task_run_id).run_count
-
-
 def test_retry_after_lost_answer_makes_no_second_job(
-    backend: Any, runtime: Any, lose_job_answer: LoseAnswers
+    backend: Any, runtime: Any, lose_job_answer: LoseAnswers, task_run_in_api: Any
 ) -> None:
     before = len(runtime.jobs(limit=None, program_id="hello-world"))
 
@@ -81,7 +76,7 @@ def test_retry_after_lost_answer_makes_no_second_job(
 
     result, task_run_id = submit()
     assert result == "All done!"
-    assert _task_run_count(task_run_id) == 2  # the lost answer made Prefect retry once
+    assert task_run_in_api(task_run_id).run_count == 2  # the lost answer: one Prefect retry
     assert len(lose_job_answer.keys) == 2 and lose_job_answer.keys[0] == lose_job_answer.keys[1]
     assert str(task_run_id) in str(lose_job_answer.keys[0])  # the key derives from the task run
     assert len(runtime.jobs(limit=None, program_id="hello-world")) == before + 1
@@ -128,7 +123,9 @@ def test_upload_retry_makes_one_program(
         runtime.delete_program(program_id)
 
 
-def test_lost_worker_is_replaced_exactly_once(backend: Any, runtime: Any, tmp_path: Any) -> None:
+def test_lost_worker_is_replaced_exactly_once(
+    backend: Any, runtime: Any, tmp_path: Any, task_run_in_api: Any
+) -> None:
     """A job whose worker died is retryable: the retry submits one replacement, not more."""
     program_id = runtime.upload_program(
         SELF_KILLING_PROGRAM,
@@ -146,7 +143,7 @@ def test_lost_worker_is_replaced_exactly_once(backend: Any, runtime: Any, tmp_pa
 
         result, task_run_id = survive()
         assert result == "survived"
-        assert _task_run_count(task_run_id) == 2
+        assert task_run_in_api(task_run_id).run_count == 2
         jobs = runtime.jobs(limit=None, program_id=program_id)
         states = sorted(
             (j.state.value, j.reason_code.value if j.reason_code else None) for j in jobs
