@@ -26,7 +26,7 @@ def test_deployments_have_schedules(flows_on_path: Any) -> None:
     assert deployments["every-15-minutes"].schedules and deployments["nightly"].schedules
     assert not deployments["on-demand"].schedules
     assert all(d.parameters == {"backend_block": "my-backend"} for d in deployments.values())
-    assert deployments["nightly"].entrypoint.endswith("vqe.py:vqe")
+    assert str(deployments["nightly"].entrypoint).endswith("vqe.py:vqe")
 
 
 async def test_served_deployment_runs_and_its_cancellation_cancels_the_job(
