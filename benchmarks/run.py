@@ -943,8 +943,8 @@ PACKAGES = (
 )
 
 
-def machine(pq_versions: dict[str, str] | None) -> dict[str, Any]:
-    """Cores, Python, platform and package versions."""
+def machine(pq_versions: dict[str, str] | None, load: float | None) -> dict[str, Any]:
+    """Cores, Python, platform, package versions, and the load average when the run began."""
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -964,6 +964,7 @@ def machine(pq_versions: dict[str, str] | None) -> dict[str, Any]:
         "cpu": cpu,
         "packages": versions,
         "comparison_venv": pq_versions,
+        "load_average_1m": load,
     }
 
 
@@ -1001,7 +1002,8 @@ def render(run: Run, report: dict[str, Any]) -> None:
     run.console.print(goals)
     m = report["machine"]
     run.console.print(
-        f"machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}, {m['platform']}"
+        f"machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}, {m['platform']}, "
+        f"load average {m['load_average_1m']} at the start"
     )
     for note in run.notes:
         run.console.print(f"- {note}")
@@ -1049,6 +1051,8 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(sizes, scratch, console)
     run.step(f"mode {sizes.name}; scratch directory {scratch}")
     began = time.monotonic()
+    # Other work on the machine skews every figure; the load average says how much there was.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report: dict[str, Any] = {}
 
     pq_python: Path | None = None
@@ -1086,7 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
     with run.section("cold_start"):
         report["cold_start"] = measure_cold_start(run)
 
-    report["machine"] = machine(pq_versions)
+    report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
     run.step(f"total {time.monotonic() - began:.0f}s")
