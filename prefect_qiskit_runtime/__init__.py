@@ -3,8 +3,9 @@
 Importing the package is cheap: the public names are loaded on first use, so the service can run
 without Prefect in its process and a plain script using the client does not import Prefect.
 
-When Prefect itself is already imported (``prefect block register -m prefect_qiskit_runtime``, a Prefect
-server loading its collections), the block classes are imported at once so that Prefect sees them.
+When Prefect itself is already imported (``prefect block register -m prefect_qiskit_runtime``,
+a Prefect server loading its collections), the block classes are imported at once so that
+Prefect sees them.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The names follow the original ``qiskit.providers.ibmq.runtime`` API so that code written against
 ``IBMRuntimeService`` catches the same types. Every exception that stems from an HTTP answer carries
-``status_code`` and the service's ``error_code``; ``retryable`` tells the Prefect layer whether running
-the same step again can help (a lost worker) or cannot (a program's own exception, a bad input).
+``status_code`` and the service's ``error_code``; ``retryable`` tells the Prefect layer whether
+running the same step again can help (a lost worker) or cannot (a program's own exception, a
+bad input).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Wire objects shared by the client and the service.
 
-Everything here is plain data: pydantic models of program metadata, the job status vocabulary of the
-wire (``spec/runtime-api.md`` §3.3) and its mapping to ``qiskit.providers.JobStatus``, and the reason
-codes the service attaches to jobs that did not complete.
+Everything here is plain data: pydantic models of program metadata, the job status vocabulary of
+the wire (``spec/runtime-api.md`` §3.3) and its mapping to ``qiskit.providers.JobStatus``, and
+the reason codes the service attaches to jobs that did not complete.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class ProgramParameter:
 
 @dataclass
 class ProgramResult:
-    """One program return value or interim result, in the flat form of the original documentation."""
+    """One program return value or interim result, in the original flat form."""
 
     name: str
     description: str = ""
@@ -154,8 +154,8 @@ def flat_to_schema(
 ) -> dict[str, Any]:
     """Turn the original flat parameter list into the JSON Schema object the wire expects.
 
-    Types that JSON Schema cannot name (``QuantumCircuit``, ``ndarray``) are left unconstrained and keep
-    their name in ``description``.
+    Types that JSON Schema cannot name (``QuantumCircuit``, ``ndarray``) are left unconstrained and
+    keep their name in ``description``.
 
     Args:
         items: ``ProgramParameter``/``ProgramResult`` objects or dicts with the same keys.

@@ -102,12 +102,6 @@ def _service(block: CredentialsLike) -> RuntimeService:
     return block.get_client()
 
 
-def _max_run_seconds(block: CredentialsLike) -> float | None:
-    if isinstance(block, QiskitRuntimeBackend) and block.max_execution_time:
-        return float(block.max_execution_time)
-    return None
-
-
 def _attempts(block: CredentialsLike) -> int:
     return block.job_attempts if isinstance(block, QiskitRuntimeBackend) else 3
 
@@ -260,16 +254,14 @@ def _wait_final(
     job: RuntimeJob,
     timeout: float | None,
     abort: threading.Event | None,
-    max_run_seconds: float | None = None,
 ) -> None:
     """Wait for the final state in short long-polls, so timeouts and cancellations land fast.
 
-    ``max_run_seconds`` (the backend block's ``max_execution_time``) counts from the moment the job
-    is seen running, on this machine's clock, so queueing time and clock skew do not count.
+    A backend block's ``max_execution_time`` is not watched here: it travels with the job as a run
+    option and the service ends the job ``CANCELLED - RAN TOO LONG``.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     next_check = time.monotonic() + _CANCEL_CHECK_SECONDS
-    running_since: float | None = None
     while True:
         window = _WAIT_WINDOW
         if deadline is not None:
@@ -277,15 +269,6 @@ def _wait_final(
         job.refresh(wait=window)
         if job.state is not None and job.state.is_final:
             break
-        if max_run_seconds is not None and job.state == JobState.RUNNING:
-            running_since = running_since or time.monotonic()
-            if time.monotonic() - running_since > max_run_seconds:
-                raise RuntimeJobFailureError(
-                    f"Job {job.job_id()} ran longer than the max_execution_time of its backend "
-                    f"block ({max_run_seconds:g} s) and was cancelled.",
-                    error_code="RAN_TOO_LONG",
-                    retryable=False,
-                )
         if abort is not None and abort.is_set():
             raise RuntimeJobCancelled(f"Stopped waiting for job {job.job_id()}: task cancelled.")
         if deadline is not None and time.monotonic() >= deadline:
@@ -309,7 +292,6 @@ def _await(
     decoder: Any,
     artifacts: bool,
     abort: threading.Event | None = None,
-    max_run_seconds: float | None = None,
 ) -> Any:
     """Wait for ``job`` while showing it in Prefect, then return its decoded result.
 
@@ -332,7 +314,7 @@ def _await(
         else:
             job.stream_results(pu.bind_context(observer.on_interim), decoder)
     try:
-        _wait_final(job, timeout, abort, max_run_seconds)
+        _wait_final(job, timeout, abort)
     except BaseException as exc:
         # A timeout, a cancellation (flow run, task runner, Ctrl-C) or a lost service: no orphans.
         _cancel_quietly(job, type(exc).__name__)
@@ -521,7 +503,6 @@ def _await_result(
             decoder=decoder,
             artifacts=artifacts,
             abort=abort,
-            max_run_seconds=_max_run_seconds(credentials),
         )
     except RuntimeJobFailureError as exc:
         # Waiting again on the same failed job cannot help; run_and_await resubmits instead.
@@ -552,7 +533,6 @@ def _run_and_await(
             decoder=decoder,
             artifacts=artifacts,
             abort=abort,
-            max_run_seconds=_max_run_seconds(backend),
         )
     except QiskitRuntimeError as exc:
         pu.cap_attempts(exc, backend.job_attempts)
@@ -902,7 +882,6 @@ async def arun_and_await(
                 decoder=decoder,
                 artifacts=artifacts,
                 abort=abort,
-                max_run_seconds=_max_run_seconds(backend),
             )
         except QiskitRuntimeError as exc:
             pu.cap_attempts(exc, backend.job_attempts)

@@ -438,8 +438,9 @@ class RuntimeService:
 
         Args:
             program_id: The program's id.
-            options: ``backend_name`` (required), and optionally ``image`` (``name:tag``) and
-                ``log_level`` (``DEBUG`` ... ``CRITICAL``).
+            options: ``backend_name`` (required), and optionally ``image`` (``name:tag``),
+                ``log_level`` (``DEBUG`` ... ``CRITICAL``) and ``max_execution_time`` (seconds
+                this job may run, replacing the program's own limit; a service extension).
             inputs: Program inputs, a dict or a ``ParameterNamespace``.
             callback: Called as ``callback(job_id, interim_result)`` for every interim result, in
                 order, on a worker thread.
@@ -478,6 +479,8 @@ class RuntimeService:
         }
         if options.get("log_level"):
             body["log_level"] = str(options["log_level"])
+        if options.get("max_execution_time"):
+            body["max_execution_time"] = int(options["max_execution_time"])
         try:
             text = json.dumps(body, cls=RuntimeEncoder)
         except (TypeError, ValueError) as exc:

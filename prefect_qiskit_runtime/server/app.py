@@ -126,6 +126,8 @@ class JobCreate(BaseModel):
     params: Any = None
     runtime: str | None = Field(default=None, max_length=200)
     log_level: str | None = Field(default=None, max_length=20)
+    #: Extension: this job's own execution-time limit in seconds, replacing the program's ``cost``.
+    max_execution_time: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
 
 
 class IdResponse(BaseModel):
@@ -1083,6 +1085,7 @@ def _add_job_routes(app: FastAPI) -> None:
                 project=project,
                 log_level=log_level,
                 runtime=body.runtime,
+                cost=body.max_execution_time,
             )
             return Answer(201, {"id": job.id, "backend": job.backend})
 

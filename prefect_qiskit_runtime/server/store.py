@@ -698,8 +698,11 @@ class Store:
         project: str,
         log_level: str | None,
         runtime: str | None,
+        cost: int | None = None,
     ) -> Job:
         """Add a QUEUED job inside an open write session (see :meth:`idempotent`).
+
+        ``cost`` is the job's own execution-time limit; ``None`` takes the program's.
 
         Raises:
             StoreError: ``PROGRAM_NOT_FOUND`` if the program vanished meanwhile.
@@ -720,7 +723,7 @@ class Store:
             project=project,
             log_level=log_level,
             runtime=runtime,
-            cost=program.cost,
+            cost=cost or program.cost,
             status=JobState.QUEUED.value,
             created=utcnow(),
         )

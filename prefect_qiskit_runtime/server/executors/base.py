@@ -19,9 +19,9 @@ class JobSpec:
 
     Args:
         job_id: The job's id.
-        program_source: The program's Python source (defines ``main(backend, user_messenger, **kw)``).
-        params_json: The job's ``params`` as RuntimeEncoder JSON text (an object). The runner decodes
-            it with ``RuntimeDecoder`` and strips the ``_ParameterNamespace__*`` keys.
+        program_source: The program's source (defines ``main(backend, user_messenger, **kw)``).
+        params_json: The job's ``params`` as RuntimeEncoder JSON text (an object). The runner
+            decodes it with ``RuntimeDecoder`` and strips the ``_ParameterNamespace__*`` keys.
         backend_name: A name from :mod:`prefect_qiskit_runtime.server.backends`.
         log_level: Logging level for the program's ``logging`` output (``WARNING`` when ``None``).
         workdir: An empty directory that belongs to this job alone.
@@ -43,11 +43,11 @@ class JobSpec:
 class Outcome:
     """How a job's execution ended, as the executor saw it.
 
-    ``status`` is ``COMPLETED`` (``result`` holds the RuntimeEncoder JSON text of the final result, or
-    ``"null"``), ``FAILED`` (``error`` holds the program's traceback text, including the exception
-    name), ``CANCELLED`` (the scheduler asked for it through :meth:`Executor.cancel`), or ``LOST``
-    (the process died without reporting: killed by a signal, out of memory, crashed interpreter;
-    ``error`` says what is known, for example the signal).
+    ``status`` is ``COMPLETED`` (``result`` holds the RuntimeEncoder JSON text of the final result,
+    or ``"null"``), ``FAILED`` (``error`` holds the program's traceback text, including the
+    exception name), ``CANCELLED`` (the scheduler asked for it through :meth:`Executor.cancel`),
+    or ``LOST`` (the process died without reporting: killed by a signal, out of memory, crashed
+    interpreter; ``error`` says what is known, for example the signal).
     """
 
     status: Literal["COMPLETED", "FAILED", "CANCELLED", "LOST"]
@@ -66,8 +66,9 @@ class ExecutorEvents(Protocol):
     async def on_message(self, job_id: str, data: str) -> None:
         """The program published an interim result (``final=False``); ``data`` is its JSON text.
 
-        Called in publish order, one call at a time per job; the executor waits for it to return before
-        it handles the job's next message, so the scheduler can store and number messages in order.
+        Called in publish order, one call at a time per job; the executor waits for it to return
+        before it handles the job's next message, so the scheduler can store and number messages
+        in order.
         """
 
     async def on_finished(self, job_id: str, outcome: Outcome) -> None:
