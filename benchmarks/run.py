@@ -3,10 +3,12 @@
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--json PATH]
+    python benchmarks/run.py [--quick] [--json PATH] [--chart PNG] [--cache-dir DIR] [--keep]
 
 ``--quick`` drains 2,000 jobs (10,000 without) and shortens the other series; either way the report
-has the same keys. What is measured, and how, is described in ``docs/benchmarks.md``:
+has the same keys. It prints the figures and the project's goals (pass/fail) as tables, writes the
+report to ``--json`` and the per-iteration chart to ``--chart``, and exits 1 if a measurement
+failed (its figures are then ``null``). What is measured, and how, is in ``docs/benchmarks.md``:
 
 - ``hybrid_loop``: ms per iteration of the same 4-qubit estimator loop in five settings: bare Aer in
   this process, one job per iteration through ``RuntimeService``, the same inside a Prefect flow via
@@ -16,7 +18,7 @@ has the same keys. What is measured, and how, is described in ``docs/benchmarks.
   32 concurrent clients.
 - ``cold_start``: a fresh process to its first result, with and without the embedded service up.
 - ``drain``: a backlog of trivial jobs: time, lost jobs, service memory, database bytes per job.
-- ``machine``: cores, Python, platform and package versions.
+- ``machine``: cores, Python, platform, package versions and the load average at the start.
 
 Every measurement runs against a service started for it in a temporary home; nothing of the user's
 (embedded service, Prefect home) is touched.
@@ -56,6 +58,20 @@ import problem  # noqa: E402
 PREFECT_QISKIT_VERSION = "0.2.1"
 #: Installed next to prefect-qiskit: Prefect 3.8.8's server breaks with FastAPI >= 0.151.
 PREFECT_QISKIT_EXTRA_PINS = ("fastapi>=0.139,<0.151",)
+
+
+def comparison_requirements() -> list[str]:
+    """What the comparison venv installs: prefect-qiskit, on the Prefect version we run on.
+
+    Both sides of the comparison then pay for the same Prefect task engine and server.
+    """
+    return [
+        f"prefect-qiskit=={PREFECT_QISKIT_VERSION}",
+        f"prefect=={importlib.metadata.version('prefect')}",
+        *PREFECT_QISKIT_EXTRA_PINS,
+    ]
+
+
 BACKEND = "aer_simulator"
 #: The energies of the exact settings must agree with the statevector reference this closely.
 EXACT_ATOL = 1e-6
@@ -249,14 +265,21 @@ def run_worker(
     )
     config_path.write_text(json.dumps(config))
     with open(log_path, "wb") as log:
-        proc = subprocess.run(
+        # Its own session, so that a timeout also ends the Prefect server the harness started.
+        proc = subprocess.Popen(
             [python, str(HERE / "workers" / script), str(config_path), str(out_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=clean_env(PREFECT_HOME=str(home)),
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
     if proc.returncode != 0 or not out_path.exists():
         tail = log_path.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{script} exited with {proc.returncode}; log {log_path}:\n{tail}")
@@ -398,7 +421,20 @@ class Service:
                 self.process.wait()
 
     def db_bytes(self) -> int:
-        """Bytes of the SQLite database, its WAL and shared-memory files."""
+        """Bytes of the SQLite database, its WAL and shared-memory files, after a checkpoint.
+
+        Without the checkpoint the figure would depend on how far the WAL had grown since the last
+        automatic one (about 1 KB or 2.4 KB per job for the same drain); a ``TRUNCATE`` checkpoint
+        is an ordinary operation alongside the service's own connections.
+        """
+        import sqlite3
+
+        database = self.home / "runtime.db"
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(database, timeout=30)) as conn,
+        ):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return sum(p.stat().st_size for p in self.home.glob("runtime.db*") if p.is_file())
 
 
@@ -422,8 +458,9 @@ def venv_python(venv: Path) -> Path:
 def ensure_prefect_qiskit_venv(run: Run, cache: Path) -> Path:
     """Return the interpreter of a venv with ``prefect-qiskit==0.2.1``, building it once.
 
-    The venv is complete once its marker file exists; a half-built one (an interrupted run) is
-    removed and built again. A file lock keeps two benchmark runs from building it at once.
+    The venv is complete once its marker file names the requirements it was built with; a
+    half-built one (an interrupted run) or one built for other pins is removed and built again.
+    A file lock keeps two benchmark runs from building it at once.
 
     Args:
         run: The run (for progress lines).
@@ -437,12 +474,14 @@ def ensure_prefect_qiskit_venv(run: Run, cache: Path) -> Path:
     """
     venv = cache / f"bench-prefect-qiskit-{PREFECT_QISKIT_VERSION}"
     marker = venv / ".benchmark-ready"
+    requirements = comparison_requirements()
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            run.step(f"prefect-qiskit venv: {venv} (cached)")
-            return venv_python(venv)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(marker.read_text()).get("requirements") == requirements:
+                run.step(f"prefect-qiskit venv: {venv} (cached)")
+                return venv_python(venv)
         started = time.monotonic()
         run.step(f"building the prefect-qiskit venv in {venv} (once)")
         shutil.rmtree(venv, ignore_errors=True)
@@ -459,15 +498,14 @@ def ensure_prefect_qiskit_venv(run: Run, cache: Path) -> Path:
                     "install",
                     "--disable-pip-version-check",
                     "--no-input",
-                    f"prefect-qiskit=={PREFECT_QISKIT_VERSION}",
-                    *PREFECT_QISKIT_EXTRA_PINS,
+                    *requirements,
                 ],
                 stdout=log,
                 stderr=log,
                 check=True,
                 timeout=900,
             )
-        marker.write_text(json.dumps({"built": time.time()}))
+        marker.write_text(json.dumps({"built": time.time(), "requirements": requirements}))
         run.step(f"prefect-qiskit venv built in {time.monotonic() - started:.0f}s")
         return venv_python(venv)
 
@@ -782,11 +820,18 @@ class RssSampler:
         self.sample()
 
 
-def wait_until_drained(client: Any) -> None:
-    """Block until the user has no queued or running job, long-polling one pending job at a time."""
+def wait_until_drained(client: Any, timeout: float = 3600) -> None:
+    """Block until the user has no queued or running job, long-polling one pending job at a time.
+
+    Raises:
+        TimeoutError: If jobs are still pending after ``timeout`` seconds.
+    """
     from prefect_qiskit_runtime.client.job import RuntimeJob
 
+    deadline = time.monotonic() + timeout
     while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still pending after {timeout:.0f}s")
         body = client.transport.request(
             "GET", "/jobs", what="list pending jobs", params={"limit": 1, "pending": "true"}
         ).json()
@@ -843,17 +888,24 @@ def measure_drain(run: Run, service: Service) -> dict[str, Any]:
         f"drain: {jobs} jobs submitted by {submitters} threads in {submit_seconds:.1f}s, "
         f"all final after {out['seconds']:.1f}s"
     )
-    out["lost"] = jobs - count_delivered(run, clients, submitted, errors)
+    out["lost"] = jobs - count_delivered(clients, submitted, errors)
     out["db_bytes_per_job"] = (service.db_bytes() - db_before) / jobs
     if errors:
         run.note(f"drain: {len(errors)} errors, first: {errors[0]}")
     return out
 
 
-def count_delivered(
-    run: Run, clients: list[Any], submitted: dict[int, Any], errors: list[str]
-) -> int:
-    """How many submitted jobs ended ``COMPLETED`` with the right result (checked after timing)."""
+def count_delivered(clients: list[Any], submitted: dict[int, Any], errors: list[str]) -> int:
+    """How many submitted jobs ended ``COMPLETED`` with the right result (checked after timing).
+
+    Args:
+        clients: One client per checking thread.
+        submitted: The jobs by the input each was given (and must return).
+        errors: Receives a line per job that was not delivered.
+
+    Returns:
+        The number of delivered jobs.
+    """
     items = sorted(submitted.items())
     delivered = 0
     lock = threading.Lock()
@@ -899,10 +951,15 @@ def first_result(home: Path, log_path: Path) -> float:
         )
         assert proc.stdout is not None
         elapsed = None
-        for line in proc.stdout:
-            if line.startswith(b"FIRST_RESULT"):
-                elapsed = time.perf_counter() - start
-        proc.wait(timeout=300)
+        watchdog = threading.Timer(300, proc.kill)  # reading stdout would otherwise block forever
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                if line.startswith(b"FIRST_RESULT"):
+                    elapsed = time.perf_counter() - start
+            proc.wait()
+        finally:
+            watchdog.cancel()
     if proc.returncode != 0 or elapsed is None:
         raise RuntimeError(f"first_result.py exited with {proc.returncode}; see {log_path}")
     return elapsed
