@@ -63,12 +63,13 @@ class ExecutorEvents(Protocol):
     async def on_started(self, job_id: str) -> None:
         """The program's process exists and is about to call ``main``."""
 
-    async def on_message(self, job_id: str, data: str) -> None:
-        """The program published an interim result (``final=False``); ``data`` is its JSON text.
+    async def on_messages(self, job_id: str, data: list[str]) -> None:
+        """The program published interim results (``final=False``); each item is one's JSON text.
 
-        Called in publish order, one call at a time per job; the executor waits for it to return
-        before it handles the job's next message, so the scheduler can store and number messages
-        in order.
+        The executor hands over every message it has already read for the job in one call (a
+        program that publishes in bursts costs one store transaction per burst, not per message).
+        Calls come in publish order, one at a time per job; the executor waits for a call to return
+        before the next, so the scheduler can store and number messages in order.
         """
 
     async def on_finished(self, job_id: str, outcome: Outcome) -> None:
