@@ -1,7 +1,9 @@
 """``RuntimeJob``: one execution of a program, its status, result, logs and interim results.
 
 Waiting never sleeps: it long-polls ``GET /runtime/jobs/{id}?wait=S``, which the service answers the
-moment the job is final, so a result is seen within milliseconds of the job's end.
+moment the job is final, so a result is seen within milliseconds of the job's end. ``result()``
+long-polls the results themselves (``GET /runtime/jobs/{id}/results?wait=S``, whose answer names
+the job's status in ``X-Job-Status``), so a successful job costs one request after its submission.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ LONG_POLL_SECONDS = 30.0
 STREAM_DRAIN_SECONDS = 30.0
 
 _NOT_FOUND = {404: RuntimeJobNotFound}
+#: Header of the results answer naming the job's status (a wire extension of this service).
+JOB_STATUS_HEADER = "X-Job-Status"
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -298,6 +302,51 @@ class RuntimeJob:
 
     # --- results --------------------------------------------------------------------------------
 
+    def _await_results(self, timeout: float | None) -> None:
+        """Long-poll the results until the job is final; cache its status and results text.
+
+        Falls back to :meth:`wait_for_final_state` when the service does not name the job's status
+        (a service without the extension).
+
+        Raises:
+            RuntimeJobTimeoutError: If the job is not final within ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._is_final():
+            window = LONG_POLL_SECONDS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeJobTimeoutError(
+                        f"Timed out waiting for job {self._job_id} after {timeout} seconds"
+                    )
+                window = min(window, remaining)
+            response = self._transport.request(
+                "GET",
+                f"/jobs/{self._job_id}/results",
+                what=f"get the result of job {self._job_id}",
+                params={"wait": _fmt_seconds(window)},
+                read_timeout=self._transport.timeout[1] + window,
+                errors=_NOT_FOUND,
+            )
+            try:
+                state = JobState.parse(response.headers.get(JOB_STATUS_HEADER, ""))
+            except ValueError:
+                remaining_time = None if deadline is None else deadline - time.monotonic()
+                self.wait_for_final_state(timeout=remaining_time)
+                return
+            if response.status_code == 204 or not state.is_final:
+                continue
+            if state != JobState.COMPLETED:
+                # The error's code and retryable flag live in the job object: one more request,
+                # on failures only.
+                self.refresh()
+            with self._lock:
+                if state == JobState.COMPLETED and self._state != JobState.CANCELLED:
+                    self._state = state
+            self._results_text = _text(response)
+        self._drain_stream()
+
     def _results_raw(self) -> str:
         if self._results_text is None:
             response = self._transport.request(
@@ -342,7 +391,8 @@ class RuntimeJob:
             RuntimeJobCancelled: If the job was cancelled.
             RuntimeJobTimeoutError: If ``timeout`` passed first.
         """
-        self.wait_for_final_state(timeout=timeout, wait=wait)
+        del wait  # polling interval of the original API; long-polling makes it unnecessary
+        self._await_results(timeout)
         if self._state in (JobState.FAILED, JobState.CANCELLED_RAN_TOO_LONG):
             reason = self.reason_code
             raise RuntimeJobFailureError(
@@ -444,7 +494,10 @@ class RuntimeJob:
             ``total_seconds`` (created → finished), plus ``status``, ``backend``, ``program_id``,
             ``message_count`` and ``reason_code``.
         """
-        raw = self.refresh() if not self._is_final() or not self._raw else self._raw
+        raw = self._raw
+        if not self._is_final() or not _final_object(raw):
+            # The status may be known from a results answer, which carries no timestamps.
+            raw = self.refresh()
         created = parse_time(raw.get("created"))
         started = parse_time(raw.get("started"))
         finished = parse_time(raw.get("ended"))
@@ -503,6 +556,14 @@ class RuntimeJob:
 def _text(response: Any) -> str:
     """The body as text: the service writes UTF-8, even where a text/* answer lacks a charset."""
     return bytes(response.content or b"").decode("utf-8", errors="replace")
+
+
+def _final_object(obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` is a job object in a final state."""
+    try:
+        return bool(obj) and JobState.parse(str(obj.get("status", ""))).is_final
+    except ValueError:
+        return False
 
 
 def _fmt_seconds(seconds: float) -> str:

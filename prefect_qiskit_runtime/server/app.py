@@ -37,7 +37,14 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from prefect_qiskit_runtime._version import __version__
 from prefect_qiskit_runtime.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server import auth
-from prefect_qiskit_runtime.server.auth import ApiError, current_user, error_response
+from prefect_qiskit_runtime.server.auth import (
+    ApiError,
+    TokenCache,
+    authenticate,
+    current_user,
+    error_response,
+    store_read,
+)
 from prefect_qiskit_runtime.server.broker import Broker, Subscription
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor
@@ -65,6 +72,8 @@ NAMESPACE_KEYS = ("_ParameterNamespace__metadata", "_ParameterNamespace__program
 MAX_PAGE = 1000
 #: How often waiters re-read the store in case the event came from another service instance.
 RECHECK_SECONDS = 2.0
+#: Extension header of ``GET /runtime/jobs/{id}/results``: the job's status when answered.
+JOB_STATUS_HEADER = "X-Job-Status"
 
 _STATUS_CODES = {
     400: "INVALID_REQUEST",
@@ -221,6 +230,7 @@ class Runtime:
         self.config = config
         config.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.db_url)
+        self.tokens = TokenCache(self.store)
         self.broker = Broker()
         self.scheduler: Scheduler | None = None
         self.executor: Executor | None = None
@@ -1046,7 +1056,7 @@ def _add_job_routes(app: FastAPI) -> None:
             stored = store.stored_answer(user.id, key)
             if stored is not None:
                 return JSONResponse(stored.body, status_code=stored.status_code)
-        program = store.get_program(body.program_id, user.id)
+        program = store.runnable_program(body.program_id, user.id)
         if program is None:
             raise _program_not_found(body.program_id)
         hub = body.hub or DEFAULT_HUB
@@ -1071,25 +1081,19 @@ def _add_job_routes(app: FastAPI) -> None:
         _check_backend(body.backend, spec)
         params = _normalise_params(body.params)
         _validate_inputs(params, spec)
-        params_text = json.dumps(params)
-
-        def create(session: Any) -> Answer:
-            job = store.new_job(
-                session,
-                owner_id=user.id,
-                program_id=program.id,
-                backend=body.backend,
-                params=params_text,
-                hub=hub,
-                group=group,
-                project=project,
-                log_level=log_level,
-                runtime=body.runtime,
-                cost=body.max_execution_time,
-            )
-            return Answer(201, {"id": job.id, "backend": job.backend})
-
-        answer = store.idempotent(user.id, key, "POST /runtime/jobs", create)
+        answer = store.create_job(
+            owner_id=user.id,
+            program_id=program.id,
+            backend=body.backend,
+            params=json.dumps(params),
+            hub=hub,
+            group=group,
+            project=project,
+            log_level=log_level,
+            runtime=body.runtime,
+            cost=body.max_execution_time,
+            idempotency_key=key,
+        )
         if not answer.replayed:
             runtime.metrics.jobs_submitted.inc()
             if runtime.scheduler is not None:
@@ -1122,23 +1126,8 @@ def _add_job_routes(app: FastAPI) -> None:
         user: User = Depends(current_user),
     ) -> Response:
         """With ``wait``, answer as soon as the job is final, or after ``wait`` seconds."""
-        runtime = _runtime(request)
-        store = runtime.store
-        if not wait:
-            job = await run_in_threadpool(store.get_job, job_id, user.id)
-            if job is None:
-                raise _job_not_found(job_id)
-            return _raw_json(job_json_text(job))
-        deadline = time.monotonic() + min(wait, runtime.config.max_wait_seconds)
-        with runtime.broker.subscribe(job_id) as sub:
-            while True:
-                job = await run_in_threadpool(store.get_job, job_id, user.id)
-                if job is None:
-                    raise _job_not_found(job_id)
-                remaining = deadline - time.monotonic()
-                if job.is_final or remaining <= 0:
-                    return _raw_json(job_json_text(job))
-                await _next_final_event(sub, min(remaining, RECHECK_SECONDS))
+        job = await _wait_for_job(_runtime(request), job_id, user, wait, light=True)
+        return _raw_json(job_json_text(job))
 
     @app.delete("/runtime/jobs/{job_id}", tags=["jobs"], status_code=204, summary="Delete a job")
     def delete_job(request: Request, job_id: str, user: User = Depends(current_user)) -> Response:
@@ -1177,22 +1166,33 @@ def _add_job_routes(app: FastAPI) -> None:
         summary="The final result (text), the error of a failed job, or 204 while running",
         response_class=PlainTextResponse,
     )
-    def job_results(request: Request, job_id: str, user: User = Depends(current_user)) -> Response:
+    async def job_results(
+        request: Request,
+        job_id: str,
+        wait: float | None = Query(
+            None,
+            ge=0,
+            allow_inf_nan=False,
+            description="Extension: wait up to this many seconds (<= 60) for the job to end.",
+        ),
+        user: User = Depends(current_user),
+    ) -> Response:
         """COMPLETED: the RuntimeEncoder JSON of the result; FAILED / RAN TOO LONG: the error text;
-        CANCELLED: empty; not final: 204."""
-        job = _runtime(request).store.get_job(job_id, user.id)
-        if job is None:
-            raise _job_not_found(job_id)
+        CANCELLED: empty; not final: 204. With ``wait`` (extension), answer as soon as the job is
+        final, or with 204 after ``wait`` seconds. Every answer names the job's status in the
+        ``X-Job-Status`` header."""
+        job = await _wait_for_job(_runtime(request), job_id, user, wait, light=False)
+        headers = {JOB_STATUS_HEADER: job.status}
         state = job.state
         if not state.is_final:
-            return Response(status_code=204)
+            return Response(status_code=204, headers=headers)
         if state is JobState.COMPLETED:
             text = job.result or "null"
         elif state is JobState.CANCELLED:
             text = ""
         else:
             text = job.error or ""
-        return PlainTextResponse(text)
+        return PlainTextResponse(text, headers=headers)
 
     @app.get(
         "/runtime/jobs/{job_id}/logs",
@@ -1233,6 +1233,32 @@ def _add_job_routes(app: FastAPI) -> None:
         return JSONResponse({"messages": [{"seq": s, "message": m} for s, m in messages]})
 
 
+async def _wait_for_job(
+    runtime: Runtime, job_id: str, user: User, wait: float | None, *, light: bool
+) -> Job:
+    """The caller's job, once final or after ``wait`` seconds (at most the service's limit).
+
+    Raises:
+        ApiError: 404 if the caller has no such job (or it was deleted while waiting).
+    """
+    store = runtime.store
+    if not wait:
+        job = await store_read(store, store.get_job, job_id, user.id, light=light)
+        if job is None:
+            raise _job_not_found(job_id)
+        return job
+    deadline = time.monotonic() + min(wait, runtime.config.max_wait_seconds)
+    with runtime.broker.subscribe(job_id) as sub:
+        while True:
+            job = await store_read(store, store.get_job, job_id, user.id, light=light)
+            if job is None:
+                raise _job_not_found(job_id)
+            remaining = deadline - time.monotonic()
+            if job.is_final or remaining <= 0:
+                return job
+            await _next_final_event(sub, min(remaining, RECHECK_SECONDS))
+
+
 async def _next_final_event(sub: Subscription, timeout: float) -> None:
     """Wait until a ``final`` event arrives on ``sub`` or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
@@ -1267,7 +1293,7 @@ def _add_stream_route(app: FastAPI) -> None:
                 await websocket.close(code=1008, reason="after must be a non-negative integer")
                 return
         token = websocket.headers.get(auth.TOKEN_HEADER)
-        user = await run_in_threadpool(runtime.store.user_for_token, token)
+        user = await authenticate(runtime.tokens, token)
         if user is None:
             await websocket.close(code=1008, reason="invalid or missing access token")
             return
@@ -1333,7 +1359,8 @@ class _Stream:
             sub.queue.get_nowait()
 
     async def _job(self) -> Job | None:
-        return await run_in_threadpool(self.store.get_job, self.job_id, self.user.id)
+        store = self.store
+        return await store_read(store, store.get_job, self.job_id, self.user.id, light=True)
 
     async def _resume(self, sub: Subscription, after: int) -> None:
         cursor = after
@@ -1341,8 +1368,8 @@ class _Stream:
             job = await self._job()
             if job is None:
                 return
-            for seq, data in await run_in_threadpool(
-                self.store.messages_after, self.job_id, cursor
+            for seq, data in await store_read(
+                self.store, self.store.messages_after, self.job_id, cursor
             ):
                 await self.websocket.send_text(json.dumps({"seq": seq, "message": data}))
                 cursor = seq
@@ -1362,7 +1389,7 @@ class _Stream:
             job = await self._job()
             if job is None:
                 return
-            pending = await run_in_threadpool(self.store.messages_after, self.job_id, cursor)
+            pending = await store_read(self.store, self.store.messages_after, self.job_id, cursor)
             contended = False
             for seq, data in pending:
                 if self.gone.is_set():

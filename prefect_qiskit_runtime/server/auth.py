@@ -5,17 +5,28 @@
 hub/group/project (``spec/runtime-api.md`` §2) before it touches the runtime API. Every user has the
 single hub/group/project ``local/default/main``. The access token handed out by ``loginWithToken``
 is the API token itself, so a token works the same on every endpoint.
+
+Token checks are served from a small in-process cache (:class:`TokenCache`: SHA-256 of the token →
+user, for :data:`TOKEN_CACHE_SECONDS`), because a database lookup per request was the largest single
+cost of a trivial request. ``POST /runtime/logout`` forgets the caller's entry (the spec's "clears
+the server's authorisation cache"); a change made outside the service process (``users add
+--can-upload``, a token removed from the database) takes effect within the cache's lifetime.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from prefect_qiskit_runtime._version import __version__
 from prefect_qiskit_runtime.server.store import (
@@ -25,12 +36,132 @@ from prefect_qiskit_runtime.server.store import (
     Store,
     User,
     create_user_token,
+    hash_token,
     isoformat,
 )
 
 logger = logging.getLogger("prefect_qiskit_runtime.server.auth")
 
 TOKEN_HEADER = "X-Access-Token"
+#: Seconds a successful token check is reused without asking the database.
+TOKEN_CACHE_SECONDS = 30.0
+#: Tokens remembered at most (the oldest entry makes room).
+TOKEN_CACHE_SIZE = 4096
+#: Longest token worth hashing; longer ones are unknown by construction.
+MAX_TOKEN_LENGTH = 512
+
+_T = TypeVar("_T")
+
+
+class TokenCache:
+    """Recently authenticated tokens: the SHA-256 of a token → its user, for ``ttl`` seconds.
+
+    Only successful checks are remembered, so a token created a moment ago works at once, and an
+    unknown token always costs a lookup. Entries expire after ``ttl`` seconds, which bounds how long
+    a change made outside this process (a token removed from the database, a right granted by the
+    CLI) goes unseen. Thread-safe.
+
+    Args:
+        store: Where tokens are looked up on a miss.
+        ttl: Seconds an entry is trusted.
+        max_entries: Entries kept at most; the oldest is dropped first.
+        clock: Monotonic clock (tests pass their own).
+
+    Example:
+        >>> cache = TokenCache(store, ttl=30)  # doctest: +SKIP
+        >>> cache.lookup(token).name  # doctest: +SKIP
+        'alice'
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ttl: float = TOKEN_CACHE_SECONDS,
+        max_entries: int = TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.max_entries = max(1, max_entries)
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, User]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def cached(self, token: str | None) -> User | None:
+        """The user of ``token`` if a fresh entry exists (never touches the database)."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        digest = hash_token(token)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if entry[0] <= self._clock():
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def lookup(self, token: str | None) -> User | None:
+        """The user of ``token``: from the cache, else from the store (then remembered).
+
+        Blocking on a miss; the event loop calls :func:`authenticate` instead.
+        """
+        user = self.cached(token)
+        if user is not None or not token or len(token) > MAX_TOKEN_LENGTH:
+            return user
+        user = self.store.user_for_token(token)
+        if user is not None:
+            digest = hash_token(token)
+            with self._lock:
+                self._entries.pop(digest, None)
+                while len(self._entries) >= self.max_entries:
+                    self._entries.popitem(last=False)
+                self._entries[digest] = (self._clock() + self.ttl, user)
+        return user
+
+    def forget(self, token: str | None) -> None:
+        """Drop the entry of ``token`` (logout): its next use is checked against the store."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return
+        with self._lock:
+            self._entries.pop(hash_token(token), None)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+
+
+async def store_read(store: Store, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run a short read of the store from the event loop.
+
+    SQLite in WAL mode never blocks a reader, and a read costs less than the hop to a worker thread
+    and back, so SQLite reads run inline; other databases (a network round trip away) are read from
+    the thread pool.
+
+    Args:
+        store: The store (its ``inline_reads`` decides).
+        fn: A read-only store function.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+
+    Returns:
+        What ``fn`` returns.
+    """
+    if store.inline_reads:
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def authenticate(tokens: TokenCache, token: str | None) -> User | None:
+    """The user of ``token`` without leaving the event loop when the cache knows it."""
+    user = tokens.cached(token)
+    if user is None and token:
+        user = await store_read(tokens.store, tokens.lookup, token)
+    return user
 
 
 class ApiError(Exception):
@@ -95,20 +226,26 @@ def get_store(request: Request) -> Store:
     return store
 
 
-def current_user(
+def get_tokens(request: Request) -> TokenCache:
+    """The token cache of the app serving ``request``."""
+    tokens: TokenCache = request.app.state.runtime.tokens
+    return tokens
+
+
+async def current_user(
     request: Request,
     x_access_token: str | None = Header(
         default=None, alias=TOKEN_HEADER, description="API token of the caller."
     ),
 ) -> User:
-    """Authenticate the caller by its ``X-Access-Token`` header.
+    """Authenticate the caller by its ``X-Access-Token`` header (a coroutine: no thread hop).
 
     Raises:
         ApiError: 401 if the token is missing or unknown.
     """
     if not x_access_token:
         raise ApiError(401, "UNAUTHORIZED", f"Missing {TOKEN_HEADER} header.")
-    user = get_store(request).user_for_token(x_access_token)
+    user = await authenticate(get_tokens(request), x_access_token)
     if user is None:
         raise ApiError(401, "UNAUTHORIZED", "Invalid or unknown access token.")
     return user
@@ -165,13 +302,11 @@ def version() -> dict[str, Any]:
 )
 async def login_with_token(request: Request) -> dict[str, Any]:
     """``{"apiToken": t}`` → ``{"id": t}`` when ``t`` is known, else 401."""
-    from starlette.concurrency import run_in_threadpool
-
     body = await _json_body(request)
     token = body.get("apiToken") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise ApiError(401, "UNAUTHORIZED", "Missing apiToken.")
-    user = await run_in_threadpool(get_store(request).user_for_token, token)
+    user = await authenticate(get_tokens(request), token)
     if user is None:
         raise ApiError(401, "UNAUTHORIZED", "Invalid or unknown API token.")
     return {"id": token, "ttl": 1209600, "userId": user.id, "created": isoformat(user.created)}
@@ -231,18 +366,25 @@ def devices(hub: str, group: str, project: str, user: User = Depends(current_use
 
 
 @router.post("/runtime/logout", status_code=204, summary="Forget the caller's session")
-def logout(user: User = Depends(current_user)) -> Response:
-    """Nothing is cached per session, so later calls with the same token keep working."""
+async def logout(request: Request, user: User = Depends(current_user)) -> Response:
+    """Clear the caller's entry in the authorisation cache; later calls with the same token keep
+    working (they are checked against the store again)."""
+    get_tokens(request).forget(request.headers.get(TOKEN_HEADER))
     return Response(status_code=204)
 
 
 __all__ = [
+    "TOKEN_CACHE_SECONDS",
     "TOKEN_HEADER",
     "ApiError",
+    "TokenCache",
     "add_user",
+    "authenticate",
     "current_user",
     "error_response",
     "get_store",
+    "get_tokens",
     "root_url",
     "router",
+    "store_read",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "format_program_error",
     "load_program",
     "preload",
+    "warm_up",
 ]
 
 #: Largest interim message a program may publish (UTF-8 bytes of its JSON text).
@@ -270,3 +271,83 @@ def preload() -> None:
         for level in (1,):
             generate_preset_pass_manager(level, backends.build_backend(name, cached=True))
     json.loads(json.dumps({"z": 1j}, cls=RuntimeEncoder), cls=RuntimeDecoder)
+
+
+#: The backend a spare warms up on: the default one of the clients.
+WARM_UP_BACKEND = "aer_simulator"
+
+
+def warm_up(interrupted: Callable[[], bool]) -> None:
+    """Exercise what a typical job runs, in a spare process before it is given a job.
+
+    A freshly forked process pays a copy-on-write fault for every page of the warm parent it
+    writes to and starts Aer's threads afresh: an estimator job runs in about 28 ms there and in
+    about 9 ms in a process that has run one estimate before. A spare therefore runs a 1-qubit
+    circuit through the codec, the transpiler, Aer's ``EstimatorV2`` and ``SamplerV2`` once. No
+    user code is involved, so the spare is as isolated as a fresh fork. The steps stop early when
+    ``interrupted()`` says a job is waiting, so a job waits for one step at most; any failure is
+    ignored (the job then just runs colder).
+
+    Args:
+        interrupted: Called between steps; True stops the warm-up.
+    """
+    import gc
+
+    state: dict[str, Any] = {}
+    for step in (_warm_transpile, _warm_estimator, _warm_sampler):
+        if interrupted():
+            return
+        try:
+            step(state)
+        except Exception:  # noqa: BLE001 - a warm-up must never break the process that runs jobs
+            return
+    # Collect the warm-up's garbage now rather than in the job's first collection.
+    gc.collect()
+
+
+def _warm_transpile(state: dict[str, Any]) -> None:
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    from prefect_qiskit_runtime.codec import RuntimeEncoder
+    from prefect_qiskit_runtime.server.backends import build_backend
+
+    backend = build_backend(WARM_UP_BACKEND, cached=True)
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(1)
+    circuit.ry(theta, 0)
+    # The inputs travel as a job's params do: QPY inside RuntimeEncoder JSON.
+    text = json.dumps({"pubs": [[circuit, {"Z": 1.0}, [0.5]]]}, cls=RuntimeEncoder)
+    pub = decode_inputs(text)["pubs"][0]
+    manager = generate_preset_pass_manager(1, backend)
+    state["backend"] = backend
+    state["circuit"] = manager.run(pub[0])
+
+
+def _warm_estimator(state: dict[str, Any]) -> None:
+    import numpy as np
+    from qiskit.primitives.containers import ObservablesArray
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_aer.primitives import EstimatorV2
+
+    from prefect_qiskit_runtime.codec import RuntimeEncoder
+
+    circuit = state["circuit"]
+    observables = ObservablesArray.coerce(SparsePauliOp("Z")).apply_layout(circuit.layout)
+    estimator = EstimatorV2.from_backend(state["backend"])
+    result = estimator.run([(circuit, observables, np.asarray([0.5]))]).result()
+    json.dumps(result, cls=RuntimeEncoder)
+
+
+def _warm_sampler(state: dict[str, Any]) -> None:
+    import numpy as np
+    from qiskit_aer.primitives import SamplerV2
+
+    from prefect_qiskit_runtime.codec import RuntimeEncoder
+
+    circuit = state["circuit"].copy()
+    circuit.measure_all()
+    sampler = SamplerV2.from_backend(state["backend"])
+    result = sampler.run([(circuit, np.asarray([0.5]))], shots=8).result()
+    json.dumps(result, cls=RuntimeEncoder)

@@ -29,7 +29,7 @@ from prefect_qiskit_runtime.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.broker import Broker
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor, JobSpec, Outcome
-from prefect_qiskit_runtime.server.store import ClaimedJob, Store
+from prefect_qiskit_runtime.server.store import ClaimedJob, FinishOutcome, Store
 
 logger = logging.getLogger("prefect_qiskit_runtime.server.scheduler")
 
@@ -177,10 +177,11 @@ class Scheduler:
             if free <= 0:
                 return
             claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
-            if not claimed:
-                return
             for item in claimed:
                 await self._submit(item)
+            if len(claimed) < free:
+                # The queue was empty behind these: a job queued since then kicks us again.
+                return
 
     async def _submit(self, item: ClaimedJob) -> None:
         job = item.job
@@ -218,19 +219,28 @@ class Scheduler:
         """The job's process is about to call ``main`` (nothing to record: RUNNING since claim)."""
         logger.debug("job %s started", job_id)
 
-    async def on_message(self, job_id: str, data: str) -> None:
-        """Store an interim message with the next sequence number, then announce it."""
-        if len(data.encode("utf-8", "surrogatepass")) > self.config.max_message_bytes:
-            self.dropped_messages += 1
-            logger.warning(
-                "job %s published a message over %d bytes; dropped",
-                job_id,
-                self.config.max_message_bytes,
-            )
+    async def on_messages(self, job_id: str, data: list[str]) -> None:
+        """Store a burst of interim messages in one transaction, then announce each in order.
+
+        Messages over the size limit are dropped (and counted) before numbering, so the stored
+        sequence has no gaps.
+        """
+        limit = self.config.max_message_bytes
+        kept: list[str] = []
+        for text in data:
+            # A str's UTF-8 size is at most 4 bytes per character: most messages skip the encode.
+            if len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit:
+                self.dropped_messages += 1
+                logger.warning("job %s published a message over %d bytes; dropped", job_id, limit)
+                continue
+            kept.append(text)
+        if not kept:
             return
-        seq = await asyncio.to_thread(self.store.add_message, job_id, data)
-        if seq is not None:
-            self.broker.publish_message(job_id, seq, data)
+        first = await asyncio.to_thread(self.store.add_messages, job_id, kept)
+        if first is None:
+            return
+        for offset, text in enumerate(kept):
+            self.broker.publish_message(job_id, first + offset, text)
 
     async def on_finished(self, job_id: str, outcome: Outcome) -> None:
         """Record the outcome (unless the job already ended), announce it, free the slot."""
@@ -238,23 +248,29 @@ class Scheduler:
         if running is not None and running.watchdog is not None:
             running.watchdog.cancel()
         status, reason, result, error = _map_outcome(outcome)
+        workdir = running.workdir if running else self.config.jobs_dir / job_id
+
+        def record() -> FinishOutcome:
+            # One trip to a worker thread for both (each trip costs about as much as the SQL).
+            try:
+                return self.store.finish_job(
+                    job_id,
+                    status,
+                    reason_code=reason,
+                    result=result,
+                    error=error,
+                    logs=outcome.logs,
+                )
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+
         try:
-            done = await asyncio.to_thread(
-                self.store.finish_job,
-                job_id,
-                status,
-                reason_code=reason,
-                result=result,
-                error=error,
-                logs=outcome.logs,
-            )
+            done = await asyncio.to_thread(record)
             final_status = done.status or status.value
             if done.applied and self.on_job_end is not None:
                 self.on_job_end(job_id, final_status)
             self.broker.publish_final(job_id, final_status)
         finally:
-            workdir = running.workdir if running else self.config.jobs_dir / job_id
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
             self.kick()
 
     # -- cancel, delete, watchdog --------------------------------------------------------------

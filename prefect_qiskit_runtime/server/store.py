@@ -9,8 +9,11 @@ the start of their transaction (``BEGIN IMMEDIATE``) and are serialised within t
 readers never block and writers never deadlock. Any other SQLAlchemy URL works too; on PostgreSQL
 several service instances share one queue, claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``.
 
-All functions are synchronous (call them from a worker thread when on the event loop) and return
-detached ORM objects that are safe to read after the session closed.
+All functions are synchronous and return detached ORM objects that are safe to read after the
+session closed. Call them from a worker thread when on the event loop; only short reads of a SQLite
+store may run on the loop itself (``Store.inline_reads``, see ``auth.store_read``). The paths every
+job takes (token check, job insert with its idempotency key, claim, finish, job read, messages) use
+SQLAlchemy Core with prebuilt statements: the ORM's unit of work cost several times the SQL.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -37,8 +40,10 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -47,7 +52,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -232,6 +237,80 @@ class Instance(Base):
     heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+JOBS = cast(Table, Job.__table__)
+MESSAGES = cast(Table, Message.__table__)
+PROGRAMS = cast(Table, Program.__table__)
+TOKENS = cast(Table, Token.__table__)
+USERS = cast(Table, User.__table__)
+IDEMPOTENCY = cast(Table, IdempotencyKey.__table__)
+
+#: Columns a job's status answer does not need: they may be large (up to the log limit).
+_JOB_OUTPUT_COLUMNS = ("result", "error", "logs")
+_JOB_ATTRS = {"group_name": "group"}
+_JOB_ALL = select(JOBS)
+_JOB_LIGHT = select(*(c for c in JOBS.c if c.key not in _JOB_OUTPUT_COLUMNS))
+
+
+# Hot statements, built once (their compiled form is cached by SQLAlchemy).
+_JOB_BY_ID = _JOB_ALL.where(JOBS.c.id == bindparam("job_id"))
+_JOB_LIGHT_BY_ID = _JOB_LIGHT.where(JOBS.c.id == bindparam("job_id"))
+_USER_BY_TOKEN = (
+    select(TOKENS.c.token_hash, USERS)
+    .join(USERS, USERS.c.id == TOKENS.c.user_id)
+    .where(TOKENS.c.token_hash == bindparam("digest"))
+)
+_BUMP_MESSAGES = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .values(message_count=JOBS.c.message_count + bindparam("count", type_=Integer))
+)
+_BUMP_MESSAGES_RETURNING = _BUMP_MESSAGES.returning(JOBS.c.message_count)
+_ANSWER = select(IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
+    IDEMPOTENCY.c.user_id == bindparam("user_id"), IDEMPOTENCY.c.key == bindparam("key")
+)
+_RUNNABLE_PROGRAM = select(PROGRAMS.c.id, PROGRAMS.c.cost, PROGRAMS.c.spec).where(
+    PROGRAMS.c.id == bindparam("program_id"),
+    or_(PROGRAMS.c.is_public.is_(True), PROGRAMS.c.owner_id == bindparam("user_id")),
+)
+
+
+def _stored_answer(conn: Connection, user_id: str, key: str) -> Answer | None:
+    row = conn.execute(_ANSWER, {"user_id": user_id, "key": key}).first()
+    if row is None:
+        return None
+    return Answer(row.status_code, json.loads(row.body), True)
+
+
+def _job_from_row(row: Row[Any]) -> Job:
+    """A detached (transient) :class:`Job` from a Core row; columns not selected stay ``None``."""
+    return Job(**{_JOB_ATTRS.get(key, key): value for key, value in row._mapping.items()})
+
+
+def _user_from_row(mapping: Any) -> User:
+    return User(
+        id=mapping["id"],
+        name=mapping["name"],
+        can_upload=bool(mapping["can_upload"]),
+        is_system=bool(mapping["is_system"]),
+        created=mapping["created"],
+    )
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """What submitting a job needs of its program (not its source)."""
+
+    id: str
+    cost: int
+    spec: str
+
+    @property
+    def spec_dict(self) -> dict[str, Any]:
+        """The stored ``spec`` decoded."""
+        value = json.loads(self.spec or "{}")
+        return value if isinstance(value, dict) else {}
+
+
 class StoreError(Exception):
     """A repository operation was refused; ``code`` names why."""
 
@@ -331,6 +410,10 @@ class Store:
         self.engine = self._make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
+        self._update_returning = bool(getattr(self.engine.dialect, "update_returning", False))
+        #: Short reads may run on the event loop: a WAL reader never waits for a writer, and a
+        #: local file read is cheaper than a hop to a worker thread. A networked database is not.
+        self.inline_reads = self.is_sqlite
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time anyway; queueing our own threads here is cheaper than the
         # busy handler's sleeps.
@@ -365,9 +448,10 @@ class Store:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             # A write transaction takes the write lock up front, so it never has to upgrade a read
-            # snapshot (which fails at once with SQLITE_BUSY, whatever the busy timeout).
+            # snapshot (which fails at once with SQLITE_BUSY, whatever the busy timeout). Sent on
+            # the driver's connection: SQLAlchemy's statement machinery would double its cost.
             immediate = conn.get_execution_options().get("sqlite_immediate")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
 
@@ -392,6 +476,25 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextlib.contextmanager
+    def core_read(self) -> Iterator[Connection]:
+        """A Core connection for reading (the hot paths skip the ORM's unit of work)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def core_write(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction: committed at the end, rolled back on error.
+
+        Same locking as :meth:`write` (SQLite: ``BEGIN IMMEDIATE`` under the process's write lock).
+        """
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -442,15 +545,11 @@ class Store:
         if not token or len(token) > 512:
             return None
         digest = hash_token(token)
-        with self.read() as s:
-            row = s.execute(
-                select(Token.token_hash, User)
-                .join(User, User.id == Token.user_id)
-                .where(Token.token_hash == digest)
-            ).first()
-        if row is None or not hmac.compare_digest(row[0], digest):
+        with self.core_read() as conn:
+            row = conn.execute(_USER_BY_TOKEN, {"digest": digest}).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
-        user: User = row[1]
+        user = _user_from_row(row._mapping)
         return None if user.is_system else user
 
     def list_users(self) -> list[User]:
@@ -512,11 +611,9 @@ class Store:
             raise
 
     def stored_answer(self, user_id: str, key: str) -> Answer | None:
-        with self.read() as s:
-            row = s.get(IdempotencyKey, (user_id, key))
-            if row is None:
-                return None
-            return Answer(row.status_code, json.loads(row.body), True)
+        """The answer stored for ``(user_id, key)`` by :meth:`idempotent`, if any."""
+        with self.core_read() as conn:
+            return _stored_answer(conn, user_id, key)
 
     # -- programs ------------------------------------------------------------------------------
 
@@ -731,6 +828,110 @@ class Store:
         s.flush()
         return job
 
+    def runnable_program(self, program_id: str, user_id: str) -> ProgramInfo | None:
+        """What a job submission needs of a program the user can see (never its source)."""
+        with self.core_read() as conn:
+            row = conn.execute(
+                _RUNNABLE_PROGRAM, {"program_id": program_id, "user_id": user_id}
+            ).first()
+        return None if row is None else ProgramInfo(row.id, int(row.cost), row.spec or "{}")
+
+    def create_job(
+        self,
+        *,
+        owner_id: str,
+        program_id: str,
+        backend: str,
+        params: str,
+        hub: str,
+        group: str,
+        project: str,
+        log_level: str | None,
+        runtime: str | None,
+        cost: int | None = None,
+        idempotency_key: str | None = None,
+        scope: str = "POST /runtime/jobs",
+    ) -> Answer:
+        """Queue a job and remember the answer with its idempotency key, in one transaction.
+
+        The same contract as :meth:`idempotent` with :meth:`new_job` (a repeated key returns the
+        first answer and creates nothing), in SQLAlchemy Core: this is the hottest write.
+
+        Args:
+            owner_id: The caller.
+            program_id: A program the caller can see.
+            backend: Backend name (already checked).
+            params: The inputs as JSON text.
+            hub: Hub.
+            group: Group.
+            project: Project.
+            log_level: The program's logging level, or ``None``.
+            runtime: The image option, or ``None``.
+            cost: The job's own execution-time limit; ``None`` takes the program's.
+            idempotency_key: The ``Idempotency-Key`` header, or ``None``.
+            scope: What the key was used for, kept for diagnostics.
+
+        Returns:
+            ``201 {"id", "backend"}``; ``replayed`` when it is the answer of an earlier request.
+
+        Raises:
+            StoreError: ``PROGRAM_NOT_FOUND`` if the program vanished meanwhile.
+        """
+        key = idempotency_key
+        try:
+            with self.core_write() as conn:
+                if key:
+                    stored = _stored_answer(conn, owner_id, key)
+                    if stored is not None:
+                        return stored
+                program = conn.execute(
+                    _RUNNABLE_PROGRAM, {"program_id": program_id, "user_id": owner_id}
+                ).first()
+                if program is None:
+                    raise StoreError("PROGRAM_NOT_FOUND", f"Program {program_id!r} not found.")
+                job_id = new_job_id()
+                now = utcnow()
+                conn.execute(
+                    JOBS.insert(),
+                    {
+                        "id": job_id,
+                        "owner_id": owner_id,
+                        "program_id": program_id,
+                        "hub": hub,
+                        "group_name": group,
+                        "project": project,
+                        "backend": backend,
+                        "status": JobState.QUEUED.value,
+                        "params": params,
+                        "log_level": log_level,
+                        "runtime": runtime,
+                        "cost": cost or int(program.cost),
+                        "created": now,
+                        "message_count": 0,
+                    },
+                )
+                answer = Answer(201, {"id": job_id, "backend": backend})
+                if key:
+                    conn.execute(
+                        IDEMPOTENCY.insert(),
+                        {
+                            "user_id": owner_id,
+                            "key": key,
+                            "scope": scope,
+                            "status_code": answer.status_code,
+                            "body": json.dumps(answer.body),
+                            "created": now,
+                        },
+                    )
+            return answer
+        except IntegrityError:
+            # A concurrent request with the same key committed first (other instance or process).
+            if key:
+                stored = self.stored_answer(owner_id, key)
+                if stored is not None:
+                    return stored
+            raise
+
     def list_jobs(
         self,
         user_id: str,
@@ -765,13 +966,26 @@ class Store:
             )
             return list(rows), int(total)
 
-    def get_job(self, job_id: str, user_id: str | None = None) -> Job | None:
-        """The job, if it exists and (when ``user_id`` is given) belongs to that user."""
-        with self.read() as s:
-            job = s.scalars(select(Job).where(Job.id == job_id)).first()
-        if job is None or (user_id is not None and job.owner_id != user_id):
+    def get_job(
+        self, job_id: str, user_id: str | None = None, *, light: bool = False
+    ) -> Job | None:
+        """The job, if it exists and (when ``user_id`` is given) belongs to that user.
+
+        Args:
+            job_id: The job.
+            user_id: Only a job of this owner.
+            light: Leave out ``result``, ``error`` and ``logs`` (``None`` on the returned object),
+                which status answers do not need and which may be large.
+
+        Returns:
+            A detached job, or ``None``.
+        """
+        with self.core_read() as conn:
+            query = _JOB_LIGHT_BY_ID if light else _JOB_BY_ID
+            row = conn.execute(query, {"job_id": job_id}).first()
+        if row is None or (user_id is not None and row.owner_id != user_id):
             return None
-        return job
+        return _job_from_row(row)
 
     def delete_job(self, job_id: str, user_id: str) -> Job | None:
         """Delete a job and its messages in any state.
@@ -813,28 +1027,58 @@ class Store:
         """
         if limit <= 0:
             return []
+        query = (
+            _JOB_LIGHT.where(JOBS.c.status == JobState.QUEUED.value).order_by(JOBS.c.n).limit(limit)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True)
         claimed: list[ClaimedJob] = []
-        with self.write() as s:
-            query = (
-                select(Job).where(Job.status == JobState.QUEUED.value).order_by(Job.n).limit(limit)
-            )
-            if self._skip_locked:
-                query = query.with_for_update(skip_locked=True)
-            jobs = list(s.scalars(query))
+        with self.core_write() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return []
+            program_ids = sorted({row.program_id for row in rows})
+            sources: dict[str, str] = {
+                pid: data
+                for pid, data in conn.execute(
+                    select(PROGRAMS.c.id, PROGRAMS.c.data).where(PROGRAMS.c.id.in_(program_ids))
+                )
+            }
             now = utcnow()
-            for job in jobs:
-                program = s.scalars(select(Program).where(Program.id == job.program_id)).first()
+            running: list[int] = []
+            for row in rows:
+                job = _job_from_row(row)
                 job.instance_id = instance_id
                 job.started = now
-                if program is None:
+                source = sources.get(job.program_id)
+                if source is None:
                     # Deleted between submission and dispatch: nothing left to run.
                     job.status = JobState.FAILED.value
                     job.reason_code = ReasonCode.PROGRAM_ERROR.value
                     job.error = f"Program {job.program_id!r} was deleted before the job started."
                     job.ended = now
+                    conn.execute(
+                        update(JOBS)
+                        .where(JOBS.c.n == job.n)
+                        .values(
+                            status=job.status,
+                            reason_code=job.reason_code,
+                            error=job.error,
+                            instance_id=instance_id,
+                            started=now,
+                            ended=now,
+                        )
+                    )
                     continue
                 job.status = JobState.RUNNING.value
-                claimed.append(ClaimedJob(job=job, program_source=program.data))
+                running.append(job.n)
+                claimed.append(ClaimedJob(job=job, program_source=source))
+            if running:
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.n.in_(running))
+                    .values(status=JobState.RUNNING.value, instance_id=instance_id, started=now)
+                )
         return claimed
 
     def finish_job(
@@ -854,22 +1098,41 @@ class Store:
         Returns:
             What was done.
         """
-        with self.write() as s:
-            job = s.scalars(select(Job).where(Job.id == job_id)).first()
-            if job is None:
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": status.value,
+            "reason_code": reason_code.value if reason_code else None,
+            "result": result,
+            "error": error,
+            "ended": now,
+        }
+        if logs is not None:
+            values["logs"] = logs
+        with self.core_write() as conn:
+            # One conditional update in the usual case; the status test makes it safe against a
+            # cancel committed meanwhile, by this or another instance.
+            applied = _rowcount(
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.id == job_id, JOBS.c.status == JobState.RUNNING.value)
+                    .values(values)
+                )
+            )
+            if applied:
+                return FinishOutcome(applied=True, exists=True, status=status.value)
+            row = conn.execute(
+                select(JOBS.c.status, JOBS.c.ended).where(JOBS.c.id == job_id)
+            ).first()
+            if row is None:
                 return FinishOutcome(applied=False, exists=False, status=None)
+            changes: dict[str, Any] = {}
             if logs is not None:
-                job.logs = logs
-            if job.status != JobState.RUNNING.value:
-                if job.ended is None:
-                    job.ended = utcnow()
-                return FinishOutcome(applied=False, exists=True, status=job.status)
-            job.status = status.value
-            job.reason_code = reason_code.value if reason_code else None
-            job.result = result
-            job.error = error
-            job.ended = utcnow()
-            return FinishOutcome(applied=True, exists=True, status=job.status)
+                changes["logs"] = logs
+            if row.ended is None:
+                changes["ended"] = now
+            if changes:
+                conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(changes))
+            return FinishOutcome(applied=False, exists=True, status=row.status)
 
     def end_running_job(
         self, job_id: str, status: JobState, reason_code: ReasonCode, error: str
@@ -911,27 +1174,61 @@ class Store:
     # -- messages ------------------------------------------------------------------------------
 
     def add_message(self, job_id: str, data: str) -> int | None:
-        """Store an interim message with the job's next sequence number.
+        """Store one interim message with the job's next sequence number.
 
         Returns:
             The sequence number, or ``None`` if the job no longer exists.
         """
-        with self.write() as s:
-            job = s.scalars(select(Job).where(Job.id == job_id)).first()
-            if job is None:
+        return self.add_messages(job_id, [data])
+
+    def add_messages(self, job_id: str, data: Sequence[str]) -> int | None:
+        """Store interim messages in one transaction, numbered on from the job's last one.
+
+        The job's ``message_count`` moves by ``len(data)`` in the same transaction, so the numbers
+        stay contiguous even with several writers (the row update serialises them).
+
+        Args:
+            job_id: The job.
+            data: The messages' JSON texts, in publish order.
+
+        Returns:
+            The sequence number of the first message (the others follow without gaps), or
+            ``None`` if the job no longer exists or ``data`` is empty.
+        """
+        if not data:
+            return None
+        count = len(data)
+        args = {"job_id": job_id, "count": count}
+        with self.core_write() as conn:
+            last: int | None
+            if self._update_returning:
+                last = conn.execute(_BUMP_MESSAGES_RETURNING, args).scalar()
+            elif _rowcount(conn.execute(_BUMP_MESSAGES, args)):
+                last = conn.execute(
+                    select(JOBS.c.message_count).where(JOBS.c.id == job_id)
+                ).scalar()
+            else:
+                last = None
+            if last is None:
                 return None
-            seq = job.message_count + 1
-            job.message_count = seq
-            s.add(Message(job_id=job_id, seq=seq, data=data))
-            return seq
+            first = int(last) - count + 1
+            now = utcnow()
+            conn.execute(
+                MESSAGES.insert(),
+                [
+                    {"job_id": job_id, "seq": first + i, "data": text, "created": now}
+                    for i, text in enumerate(data)
+                ],
+            )
+            return first
 
     def messages_after(self, job_id: str, after: int, limit: int = 1000) -> list[tuple[int, str]]:
         """Stored messages with ``seq > after``, in order."""
-        with self.read() as s:
-            rows = s.execute(
-                select(Message.seq, Message.data)
-                .where(Message.job_id == job_id, Message.seq > after)
-                .order_by(Message.seq)
+        with self.core_read() as conn:
+            rows = conn.execute(
+                select(MESSAGES.c.seq, MESSAGES.c.data)
+                .where(MESSAGES.c.job_id == job_id, MESSAGES.c.seq > after)
+                .order_by(MESSAGES.c.seq)
                 .limit(limit)
             )
             return [(seq, data) for seq, data in rows]
@@ -964,11 +1261,11 @@ class Store:
         Returns:
             True if this caller now owns the delivery of ``seq``.
         """
-        with self.write() as s:
+        with self.core_write() as conn:
             changed = _rowcount(
-                s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.plain_cursor == seq - 1)
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.id == job_id, JOBS.c.plain_cursor == seq - 1)
                     .values(plain_cursor=seq)
                 )
             )
@@ -1096,6 +1393,7 @@ __all__ = [
     "Job",
     "Message",
     "Program",
+    "ProgramInfo",
     "Store",
     "StoreError",
     "Token",

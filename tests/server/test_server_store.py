@@ -258,3 +258,39 @@ def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
     assert store.user_for_token(again) is not None
     assert store.user_for_token(token + "x") is None
     assert store.user_for_token("") is None
+
+
+def test_message_batches_are_numbered_contiguously_across_writers(db: str) -> None:
+    store = Store(db)
+    user, _ = store.add_user("u")
+    (job_id,) = _jobs(store, user.id, _program(store, user.id), 1)
+    assert store.add_messages(job_id, []) is None  # nothing to store, nothing numbered
+    assert store.add_messages(job_id, ['"a"', '"b"', '"c"']) == 1
+    assert store.add_message(job_id, '"d"') == 4
+
+    # Two stores (two connection pools, as two processes would have) write batches at once.
+    firsts: list[tuple[int, list[str]]] = []
+    lock = threading.Lock()
+
+    def writer(tag: str) -> None:
+        other = Store(db)
+        for k in range(20):
+            batch = [f'"{tag}{k}.{i}"' for i in range(3)]
+            first = other.add_messages(job_id, batch)
+            assert first is not None
+            with lock:
+                firsts.append((first, batch))
+        other.dispose()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in "xy"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = dict(store.messages_after(job_id, 4))
+    assert sorted(stored) == list(range(5, 5 + 120))  # no gaps, no duplicates
+    for first, batch in firsts:  # each batch landed in one contiguous block, in order
+        assert [stored[first + i] for i in range(len(batch))] == batch
+    job = store.get_job(job_id)
+    assert job is not None and job.message_count == 124
+    assert store.add_messages("no-such-job", ['"z"']) is None

@@ -3,10 +3,13 @@
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (an object with a
 ``"t"`` key naming its kind). The same framing is used on two channels:
 
-- control (executor ⇄ warm parent, a socketpair): ``run``, ``kill``, ``shutdown`` one way;
-  ``ready``, ``spawned``, ``spawn_failed``, ``exited`` the other way;
-- job (job process → executor, a unix socket the executor serves): ``hello`` (job id and the job's
-  one-time token), ``started``, any number of ``message``, then ``result`` or ``error``, then EOF.
+- control (executor ⇄ warm parent, a socketpair): ``spares`` (how many prepared spare processes to
+  keep, and whether they warm up), ``run``, ``kill``, ``release`` (the executor has finished a job,
+  so its slot may get a spare again), ``shutdown`` one way; ``ready``, ``spawned``,
+  ``spawn_failed``, ``exited`` the other way;
+- job (job process → executor, a unix socket the executor serves): ``hello`` (job id, the job's
+  one-time token, the process id), ``started``, any number of ``message``, then ``result`` or
+  ``error`` (with the process's own CPU time and peak RSS), then EOF.
 
 This module imports nothing heavy: it runs in the service, the warm parent and every job process.
 """
@@ -98,11 +101,17 @@ class FrameBuffer:
         self._buf = bytearray()
         self._max = max_bytes
 
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not complete a frame yet (non-zero at EOF: a cut frame)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add bytes and return every frame they complete.
 
         Raises:
             FrameTooLarge: If a frame announces more than the limit.
+            ValueError: If a frame's body is not JSON.
         """
         self._buf += data
         frames: list[dict[str, Any]] = []

@@ -1,18 +1,25 @@
-"""The local executor: a warm parent process that forks one isolated process per job.
+"""The local executor: a warm parent process that runs each job in an isolated process of its own.
 
 Process model (see ``docs/internals.md``)::
 
     service (asyncio)                       warm parent (fresh interpreter, Qiskit imported once)
-      LocalExecutor ── control socketpair ──┤  fork per job
+      LocalExecutor ── control socketpair ──┤  a prepared spare per free slot (forked ahead)
       unix socket server ◄──────────────────┴── job process: runner.execute → hello, started,
                                                  message…, result | error, EOF
 
 The warm parent is started with ``subprocess.Popen`` of a clean interpreter (``close_fds``), so
 neither it nor any job process inherits the service's sockets or database connections. Jobs report
 to a unix socket served on the service's event loop; each connection authenticates with the job's
-one-time token. A job is finished when both its connection has closed and the warm parent has
-reaped its process, so ``on_finished`` always comes after every ``on_message`` and the logs are
-complete.
+one-time token. Every frame already read is handled before the next read, and consecutive interim
+messages go to one ``on_messages`` call.
+
+A job is finished once its connection has closed and either its ``result``/``error`` frame has
+arrived (the process flushed and detached its log before sending it, see
+:func:`~prefect_qiskit_runtime.server.executors.warm._detach_logs`) or the warm parent has reaped
+the process. ``on_finished`` therefore always comes after every ``on_messages`` and the logs are
+complete; the reap still happens, and a process that outlives its result by ``_LINGER`` is killed.
+A connection is closed by the executor only when it is stuck: its process has exited and nothing
+arrived on it for ``_LINGER`` while the executor was waiting for data.
 
 Example:
     >>> executor = LocalExecutor(capacity=2, memory_limit_mb=2048)  # doctest: +SKIP
@@ -47,6 +54,7 @@ from prefect_qiskit_runtime.server.executors.base import (
 )
 from prefect_qiskit_runtime.server.executors.ipc import (
     EXIT_SETUP_FAILED,
+    FrameBuffer,
     FrameTooLarge,
     encode_frame,
     read_frame,
@@ -64,8 +72,15 @@ WARM_MODULE = "prefect_qiskit_runtime.server.executors.warm"
 LOG_FILE = "job.log"
 _CONTROL_MAX = 1 << 20
 _HELLO_TIMEOUT = 30.0
-#: How long a job's connection may stay open after its process was reaped (a grandchild holding it).
+#: How long a job's connection may stay silent after its process was reaped (a process the job
+#: started in a session of its own may hold it) while the executor waits for data; and how long a
+#: process may outlive the result it reported.
 _LINGER = 1.0
+#: Bytes a job connection buffers before it stops reading from the socket (the job then blocks in
+#: ``publish`` until the executor has caught up).
+_STREAM_LIMIT = 256 * 1024
+#: Most bytes taken from a job connection's buffer at once.
+_READ_CHUNK = 1 << 20
 #: How long to wait for the hello of a process that has already exited: it may have connected and
 #: reported just before exiting, with its connection still waiting to be accepted.
 _HELLO_GRACE = 2.0
@@ -90,11 +105,26 @@ class _Job:
     result: str | None = None
     error: str | None = None
     exc_type: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)  # what the process said of its own usage
     cancel_requested: bool = False
     finishing: bool = False
+    reader: _JobReader | None = None
+    busy: bool = False  # frames read and being handled (the executor's side is slow, not the job)
     linger: asyncio.TimerHandle | None = None
+    linger_mark: int = -1
     hello_wait: asyncio.TimerHandle | None = None
     hello_given_up: bool = False
+    kill_timer: asyncio.TimerHandle | None = None
+
+
+class _JobReader(asyncio.StreamReader):
+    """A stream reader that counts the bytes it was given: progress of a job's connection."""
+
+    fed = 0
+
+    def feed_data(self, data: bytes) -> None:
+        self.fed += len(data)
+        super().feed_data(data)
 
 
 class LocalExecutor(Executor):
@@ -109,6 +139,10 @@ class LocalExecutor(Executor):
         max_result_bytes: Largest final result.
         python: The interpreter that runs the warm parent.
         env: Environment of the warm parent (default: this process's, without secrets).
+        spares: Prepared processes kept ready when no job runs (default ``capacity``: one per
+            free slot); 0 forks each job's process when the job arrives.
+        warm_up: Whether spares run a tiny Aer estimate and sample before they wait for a job
+            (an estimator job then runs about three times faster).
     """
 
     def __init__(
@@ -120,8 +154,12 @@ class LocalExecutor(Executor):
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        spares: int | None = None,
+        warm_up: bool = True,
     ) -> None:
         self.capacity = capacity
+        self.spares = capacity if spares is None else spares
+        self.warm_up = warm_up
         self.memory_limit_mb = memory_limit_mb
         self.max_message_bytes = max_message_bytes
         self.max_result_bytes = max_result_bytes
@@ -129,6 +167,8 @@ class LocalExecutor(Executor):
         self._env = env
         self._events: ExecutorEvents | None = None
         self._jobs: dict[str, _Job] = {}
+        #: Finished jobs whose process has not been reaped yet.
+        self._exiting: dict[str, _Job] = {}
         self._pending: list[_Job] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tmpdir: str | None = None
@@ -153,7 +193,13 @@ class LocalExecutor(Executor):
             prefix="pqr-", dir="/tmp" if os.path.isdir("/tmp") else None
         )
         self._socket_path = os.path.join(self._tmpdir, "jobs.sock")
-        self._server = await asyncio.start_unix_server(self._on_connection, path=self._socket_path)
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            reader = _JobReader(limit=_STREAM_LIMIT, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._on_connection, loop=loop)
+
+        self._server = await loop.create_unix_server(protocol, path=self._socket_path)
         os.chmod(self._socket_path, 0o600)
         self._supervisor = asyncio.create_task(self._supervise(), name="warm-parent-supervisor")
 
@@ -205,13 +251,17 @@ class LocalExecutor(Executor):
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._supervisor
-        for job in list(self._jobs.values()):
+        for job in [*self._jobs.values(), *self._exiting.values()]:
+            for timer in (job.linger, job.hello_wait, job.kill_timer):
+                if timer is not None:
+                    timer.cancel()
             if job.pid is not None and job.exit is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(job.pid, signal.SIGKILL)
             if job.writer is not None:
                 job.writer.close()
         self._jobs.clear()
+        self._exiting.clear()
         self._pending.clear()
         await self._stop_parent()
         if self._server is not None:
@@ -287,6 +337,7 @@ class LocalExecutor(Executor):
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         self._ctrl = writer
+        self._send_control({"t": "spares", "count": self.spares, "warm_up": self.warm_up})
         try:
             while True:
                 frame = await read_frame(reader, _CONTROL_MAX)
@@ -319,6 +370,11 @@ class LocalExecutor(Executor):
         return became_ready
 
     def _parent_lost(self, generation: int) -> None:
+        for job_id, job in list(self._exiting.items()):
+            if job.generation == generation:  # its process died with the warm parent
+                self._exiting.pop(job_id)
+                if job.kill_timer is not None:
+                    job.kill_timer.cancel()
         for job in list(self._jobs.values()):
             if job.generation != generation or job.finishing or job.exit is not None:
                 continue
@@ -381,20 +437,31 @@ class LocalExecutor(Executor):
         )
 
     def _on_control(self, frame: dict[str, Any]) -> None:
-        job = self._jobs.get(frame.get("job_id", ""))
+        job_id = frame.get("job_id", "")
+        kind = frame["t"]
+        done = self._exiting.get(job_id)
+        if done is not None:  # finished already: only the reap was missing
+            if kind == "spawned":
+                done.pid = frame["pid"]
+            elif kind == "exited":
+                self._exiting.pop(job_id)
+                done.exit = frame
+                if done.kill_timer is not None:
+                    done.kill_timer.cancel()
+            return
+        job = self._jobs.get(job_id)
         if job is None:
             return
-        kind = frame["t"]
         if kind == "spawned":
             job.pid = frame["pid"]
             if job.cancel_requested:
                 self._send_control({"t": "kill", "job_id": job.spec.job_id})
         elif kind == "exited":
             job.exit = frame
-            if job.conn_open and job.linger is None:
-                # A process the job started may still hold the connection; the warm parent has
-                # killed its group, so EOF is imminent — but never wait for it forever.
-                job.linger = asyncio.get_running_loop().call_later(_LINGER, self._force_close, job)
+            # A process the job started in a session of its own may still hold the connection;
+            # the warm parent has killed the job's group, so EOF is imminent, but never wait for
+            # it forever: close it once it stays silent while the executor waits for data.
+            self._arm_linger(job)
             self._maybe_finish(job)
         elif kind == "spawn_failed":
             job.lost_reason = f"the job's process could not be started: {frame.get('error')}"
@@ -404,7 +471,24 @@ class LocalExecutor(Executor):
         job.hello_given_up = True
         self._maybe_finish(job)
 
-    def _force_close(self, job: _Job) -> None:
+    def _arm_linger(self, job: _Job) -> None:
+        if job.conn_open and job.linger is None and job.reader is not None:
+            job.linger_mark = job.reader.fed
+            job.linger = asyncio.get_running_loop().call_later(_LINGER, self._linger_check, job)
+
+    def _linger_check(self, job: _Job) -> None:
+        """Close the connection of an exited process only if it made no progress for ``_LINGER``.
+
+        Progress is bytes arriving on the socket, or the executor still handling frames it read
+        (a slow ``on_messages`` is the executor's delay, not the job's): frames that can still be
+        read are never dropped.
+        """
+        job.linger = None
+        if not job.conn_open or job.finishing or job.reader is None:
+            return
+        if job.busy or job.reader.fed != job.linger_mark:
+            self._arm_linger(job)
+            return
         if job.writer is not None:
             job.writer.close()
         job.conn_open = False
@@ -431,8 +515,13 @@ class LocalExecutor(Executor):
                 return
             job.connected = job.conn_open = True
             job.writer = writer
+            job.reader = reader if isinstance(reader, _JobReader) else None
+            if job.pid is None and isinstance(hello.get("pid"), int):
+                job.pid = hello["pid"]  # the spawned control frame may come a moment later
             if job.hello_wait is not None:
                 job.hello_wait.cancel()
+            if job.exit is not None:
+                self._arm_linger(job)
             await self._serve_job(job, reader)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, ValueError):
             pass
@@ -442,37 +531,66 @@ class LocalExecutor(Executor):
             writer.close()
             if job is not None:
                 job.conn_open = False
+                if job.linger is not None:
+                    job.linger.cancel()
+                    job.linger = None
                 self._maybe_finish(job)
 
     async def _serve_job(self, job: _Job, reader: asyncio.StreamReader) -> None:
-        assert self._events is not None
-        job_id = job.spec.job_id
+        """Read the job's frames until EOF, handling everything already buffered at once."""
         max_frame = 2 * max(self.max_message_bytes, self.max_result_bytes) + 65536
+        frames = FrameBuffer(max_frame)
         while True:
+            data = await reader.read(_READ_CHUNK)
+            if not data:
+                if frames.pending:
+                    raise asyncio.IncompleteReadError(b"", None)  # died mid-frame
+                return
+            job.busy = True
             try:
-                frame = await read_frame(reader, max_frame)
+                batch = frames.feed(data)
             except FrameTooLarge as exc:
                 job.error = f"The job's process sent an oversized frame and was stopped: {exc}\n"
                 job.exc_type = "MessageTooLargeError"
                 self._kill(job)
                 return
-            if frame is None:
-                return
+            try:
+                await self._handle_frames(job, batch)
+            finally:
+                job.busy = False
+
+    async def _handle_frames(self, job: _Job, frames: list[Any]) -> None:
+        job_id = job.spec.job_id
+        messages: list[str] = []
+        for frame in frames:
+            if not isinstance(frame, dict):
+                raise ValueError("frame is not a JSON object")
             kind = frame.get("t")
             if kind == "message":
-                if not job.cancel_requested:
-                    await self._call("on_message", job_id, str(frame.get("data")))
-            elif kind == "started":
+                messages.append(str(frame.get("data")))
+                continue
+            if messages:
+                await self._deliver(job, messages)
+                messages = []
+            if kind == "started":
                 if not job.started:
                     job.started = True
                     await self._call("on_started", job_id)
             elif kind == "result":
                 job.result = str(frame.get("data"))
+                job.usage = _usage(frame)
             elif kind == "error" and frame.get("setup"):
                 job.lost_reason = str(frame.get("traceback")).strip().rstrip(".")
             elif kind == "error":
                 job.error = str(frame.get("traceback"))
                 job.exc_type = str(frame.get("exc_type"))
+                job.usage = _usage(frame)
+        if messages:
+            await self._deliver(job, messages)
+
+    async def _deliver(self, job: _Job, messages: list[str]) -> None:
+        if not job.cancel_requested:
+            await self._call("on_messages", job.spec.job_id, messages)
 
     def _kill(self, job: _Job) -> None:
         if job.pid is not None and job.exit is None:
@@ -491,7 +609,11 @@ class LocalExecutor(Executor):
     def _maybe_finish(self, job: _Job) -> None:
         if job.finishing or job.conn_open:
             return
-        if job.exit is None and job.lost_reason is None:
+        # The process's last word (result or error, sent after its logs were flushed and
+        # detached) and EOF are enough: the reap is not waited for. A cancelled job is waited
+        # for, so that it is gone when the scheduler hears of it.
+        reported = not job.cancel_requested and (job.result is not None or job.error is not None)
+        if job.exit is None and job.lost_reason is None and not reported:
             return
         if (
             job.exit is not None
@@ -509,9 +631,22 @@ class LocalExecutor(Executor):
         for timer in (job.linger, job.hello_wait):
             if timer is not None:
                 timer.cancel()
-        task = asyncio.get_running_loop().create_task(self._finish(job))
+        loop = asyncio.get_running_loop()
+        if job.generation == self._generation and job.generation >= 0:
+            self._send_control({"t": "release", "job_id": job.spec.job_id})
+            if job.exit is None and (job.pid is not None or job.connected):
+                # Its process said its last word: it gets _LINGER to exit, then it is killed.
+                self._exiting[job.spec.job_id] = job
+                job.kill_timer = loop.call_later(_LINGER, self._kill_lingering, job)
+        task = loop.create_task(self._finish(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _kill_lingering(self, job: _Job) -> None:
+        job.kill_timer = None
+        if self._exiting.get(job.spec.job_id) is job:
+            logger.warning("job %s: its process outlived its result; killing it", job.spec.job_id)
+            self._send_control({"t": "kill", "job_id": job.spec.job_id})
 
     async def _finish(self, job: _Job) -> None:
         outcome = self._outcome(job)
@@ -524,10 +659,12 @@ class LocalExecutor(Executor):
         if job.pid is not None:
             details["pid"] = job.pid
         status = None
+        # The process's own figures cover the job alone (a spare's warm-up is left out).
+        details.update(job.usage)
         if job.exit is not None:
             status = int(job.exit["status"])
-            details["cpu_seconds"] = job.exit.get("cpu_seconds")
-            details["max_rss_kb"] = job.exit.get("max_rss_kb")
+            for key in ("cpu_seconds", "max_rss_kb"):
+                details.setdefault(key, job.exit.get(key))
             if os.WIFSIGNALED(status):
                 details["signal"] = signal.Signals(os.WTERMSIG(status)).name
             elif os.WIFEXITED(status):
@@ -574,6 +711,15 @@ class LocalExecutor(Executor):
         else:  # pragma: no cover - _maybe_finish guarantees one of the above
             reason = "The job's process ended without reporting a result."
         return Outcome("LOST", error=reason, logs=logs, details=details)
+
+
+def _usage(frame: dict[str, Any]) -> dict[str, Any]:
+    """The usage figures a job process put in its last frame (numbers only)."""
+    return {
+        key: frame[key]
+        for key in ("cpu_seconds", "max_rss_kb")
+        if isinstance(frame.get(key), int | float) and not isinstance(frame.get(key), bool)
+    }
 
 
 def _read_logs(path: Path, limit: int) -> str:

@@ -1,35 +1,47 @@
-"""The warm parent: imports Qiskit once, then forks one isolated process per job.
+"""The warm parent: imports Qiskit once, then keeps prepared processes ready to run jobs.
 
 Started by :class:`~prefect_qiskit_runtime.server.executors.local.LocalExecutor` as
 ``python -m prefect_qiskit_runtime.server.executors.warm CONTROL_FD`` in a fresh interpreter (so it
 inherits none of the service's sockets or database connections), it talks to the executor over the
 control socket ``CONTROL_FD`` (frames of :mod:`.ipc`):
 
-- in: ``run`` (fork a job process), ``kill`` (SIGKILL a job's process group), ``shutdown``;
+- in: ``spares`` (how many spare processes to keep and whether they warm up), ``run`` (start a
+  job), ``kill`` (SIGKILL a job's process group), ``release`` (the executor has finished a job; its
+  slot may get a spare again, even if the process has not been reaped yet), ``shutdown``;
 - out: ``ready`` (imports done), ``spawned``, ``spawn_failed``, ``exited`` (wait status and usage).
 
-A job process starts its own session (so one ``killpg`` ends it and anything it started), dies with
-the warm parent (``PR_SET_PDEATHSIG``), closes every inherited descriptor, connects to the
-executor's unix socket, redirects fds 1 and 2 to ``job.log`` in its working directory (so output of
-C extensions is caught too), applies its memory limit and calls
-:func:`prefect_qiskit_runtime.server.runner.execute`.
+**Spares.** For every free slot (``spares`` minus the jobs that hold one) the warm parent forks a
+spare process ahead of time, whenever it has nothing else to do. A spare starts its own session (so
+one ``killpg`` ends it and anything it starts), dies with the warm parent (``PR_SET_PDEATHSIG``),
+closes every inherited descriptor except the read end of its own job pipe, puts ``/dev/null`` on
+fds 0-2, optionally runs :func:`~prefect_qiskit_runtime.server.runner.warm_up` (no user code), and
+blocks on the pipe. ``run`` hands the job's frame to the oldest spare through its pipe (the
+write end is closed after it, so the spare reads to EOF); with no spare left, a fresh one is forked
+for the job. Only then does the process take on the job: it connects to the executor's unix
+socket, redirects fds 1 and 2 to ``job.log`` in the job's working directory (so output of C
+extensions is caught too), applies the job's memory limit and calls
+:func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose pipe closes without a job exits.
 
-When the control socket closes (the service is gone), the warm parent kills every job and exits.
+When the control socket closes (the service is gone), the warm parent kills every process and exits.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import gc
 import io
+import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, FrameBuffer, send_frame
@@ -37,6 +49,8 @@ from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, Frame
 LOG_FILE = "job.log"
 #: Largest file a job process may write (the log included); beyond it writes fail with EFBIG.
 MAX_FILE_BYTES = 1 << 30
+#: Spares that die before they get a job, in a row, before warm-ups (then spares) are given up.
+_SPARE_FAILURES_LIMIT = 3
 
 _PR_SET_PDEATHSIG = 1
 
@@ -59,21 +73,42 @@ def _vm_size_kb() -> int:
     return 0  # pragma: no cover
 
 
+@dataclass(eq=False)
+class _Proc:
+    """A process forked by the warm parent: an idle spare until it is given a job."""
+
+    pid: int
+    wfd: int | None  # the write end of its job pipe, until the job's frame is written
+    job_id: str | None = None
+
+
 class WarmParent:
     """The warm parent's event loop (single-threaded: it forks)."""
 
     def __init__(self, ctrl: socket.socket, orphan_dir: str | None = None) -> None:
         self.ctrl = ctrl
         self.orphan_dir = orphan_dir
-        self.children: dict[int, str] = {}  # pid -> job id
+        self.procs: dict[int, _Proc] = {}  # pid -> every child not reaped yet
         self.pids: dict[str, int] = {}  # job id -> pid
+        self.spares: collections.deque[_Proc] = collections.deque()  # idle, oldest first
+        self.busy: set[str] = set()  # jobs that hold a slot
+        self.slots = 0  # spares wanted when no job holds a slot
+        self.warm_up = True
+        self.spare_failures = 0
+        self.outbox: dict[int, tuple[_Proc, bytearray]] = {}  # pipe fd -> job frame left to write
         self.frames = FrameBuffer()
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
         self.baseline_kb = 0
 
     def serve(self) -> None:
-        """Preload, announce readiness, then handle control frames and child exits until EOF."""
+        """Preload, announce readiness, then handle control frames, child exits and spares."""
+        # fds 0-2 are the spares' /dev/null and later the job's log: a pipe must never get them.
+        for fd in (0, 1, 2):
+            try:
+                os.fstat(fd)
+            except OSError:
+                os.dup2(os.open(os.devnull, os.O_RDWR), fd)
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
@@ -93,13 +128,20 @@ class WarmParent:
         self.selector.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
         while True:
-            for key, _ in self.selector.select():
+            wanted = len(self.spares) < self.slots - len(self.busy)
+            # Spares are forked only when nothing else waits: a job never queues behind a fork.
+            events = self.selector.select(0 if wanted else None)
+            if not events and wanted:
+                spare = self._fork(warm_up=self.warm_up)
+                if spare is not None:
+                    self.spares.append(spare)
+            for key, _ in events:
                 if key.data == "wake":
                     with contextlib.suppress(BlockingIOError):
                         while self.wake_r.recv(4096):
                             pass
                     self._reap()
-                else:
+                elif key.data == "ctrl":
                     data = self.ctrl.recv(1 << 20)
                     if not data:
                         # The service is gone without shutting us down: clean up its socket dir.
@@ -108,56 +150,130 @@ class WarmParent:
                         self._exit(0)
                     for frame in self.frames.feed(data):
                         self._handle(frame)
+                else:
+                    self._write_pipe(key.fd)
 
     def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame.get("t")
         if kind == "run":
-            self._spawn(frame)
+            self._run(frame)
         elif kind == "kill":
             pid = self.pids.get(frame["job_id"])
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+        elif kind == "release":
+            self.busy.discard(frame["job_id"])
+        elif kind == "spares":
+            self.slots = max(0, int(frame.get("count", 0)))
+            self.warm_up = bool(frame.get("warm_up", True))
+            while len(self.spares) > self.slots:
+                self._close_pipe(self.spares.pop())  # EOF without a job: the spare exits
         elif kind == "shutdown":
             self._exit(0)
 
-    def _spawn(self, frame: dict[str, Any]) -> None:
-        job_id = frame["job_id"]
+    # ---- processes -----------------------------------------------------------------------------
+
+    def _fork(self, warm_up: bool) -> _Proc | None:
+        try:
+            rfd, wfd = os.pipe()
+        except OSError:
+            return None
         try:
             pid = os.fork()
-        except OSError as exc:
-            send_frame(self.ctrl, {"t": "spawn_failed", "job_id": job_id, "error": str(exc)})
-            return
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            return None
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             code = EXIT_SETUP_FAILED
             try:
-                code = self._child(frame)
+                code = self._child(rfd, warm_up)
             finally:
                 os._exit(code)
-        self.children[pid] = job_id
-        self.pids[job_id] = pid
-        send_frame(self.ctrl, {"t": "spawned", "job_id": job_id, "pid": pid})
+        os.close(rfd)
+        os.set_blocking(wfd, False)
+        proc = _Proc(pid, wfd)
+        self.procs[pid] = proc
+        return proc
+
+    def _run(self, frame: dict[str, Any]) -> None:
+        job_id = frame["job_id"]
+        payload = json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        for _ in range(3):
+            proc = self.spares.popleft() if self.spares else self._fork(warm_up=False)
+            if proc is None:
+                break
+            assert proc.wfd is not None
+            try:
+                written = os.write(proc.wfd, payload)
+            except BlockingIOError:
+                written = 0  # a spare still in a warm-up step: the rest goes out when it reads
+            except OSError:
+                # It died before it could take the job; it is reaped as an idle spare.
+                self._close_pipe(proc)
+                continue
+            proc.job_id = job_id
+            self.pids[job_id] = proc.pid
+            self.busy.add(job_id)
+            self.spare_failures = 0
+            if written < len(payload):
+                self.outbox[proc.wfd] = (proc, bytearray(payload[written:]))
+                self.selector.register(proc.wfd, selectors.EVENT_WRITE, "pipe")
+            else:
+                self._close_pipe(proc)
+            send_frame(self.ctrl, {"t": "spawned", "job_id": job_id, "pid": proc.pid})
+            return
+        send_frame(
+            self.ctrl,
+            {"t": "spawn_failed", "job_id": job_id, "error": "fork failed or the process died"},
+        )
+
+    def _write_pipe(self, fd: int) -> None:
+        proc, rest = self.outbox[fd]
+        try:
+            written = os.write(fd, rest)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(rest)  # the process is gone: its exit tells the executor
+        del rest[:written]
+        if not rest:
+            self._close_pipe(proc)
+
+    def _close_pipe(self, proc: _Proc) -> None:
+        if proc.wfd is None:
+            return
+        if self.outbox.pop(proc.wfd, None) is not None:
+            self.selector.unregister(proc.wfd)
+        os.close(proc.wfd)
+        proc.wfd = None
 
     def _reap(self) -> None:
-        while self.children:
+        while self.procs:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            job_id = self.children.pop(pid, None)
-            if job_id is None:
+            proc = self.procs.pop(pid, None)
+            if proc is None:
                 continue
-            self.pids.pop(job_id, None)
-            # Anything the job left running in its session dies with it.
+            self._close_pipe(proc)
+            # Anything the process left running in its session dies with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+            if proc.job_id is None:
+                self._spare_died(proc, status)
+                continue
+            self.pids.pop(proc.job_id, None)
+            self.busy.discard(proc.job_id)
             send_frame(
                 self.ctrl,
                 {
                     "t": "exited",
-                    "job_id": job_id,
+                    "job_id": proc.job_id,
                     "pid": pid,
                     "status": status,
                     "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 6),
@@ -165,16 +281,36 @@ class WarmParent:
                 },
             )
 
+    def _spare_died(self, proc: _Proc, status: int) -> None:
+        with contextlib.suppress(ValueError):
+            self.spares.remove(proc)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            return  # retired: its pipe was closed without a job
+        # A spare that keeps dying would be forked again and again: first stop warming spares up
+        # (the likeliest cause), then stop keeping spares (jobs then get a process of their own).
+        self.spare_failures += 1
+        if self.spare_failures >= _SPARE_FAILURES_LIMIT:
+            self.spare_failures = 0
+            if self.warm_up:
+                self.warm_up = False
+            else:
+                self.slots = 0
+            print(
+                f"warm parent: spares keep dying (status {status}); "
+                f"warm-up {'on' if self.warm_up else 'off'}, spares {self.slots}",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def _exit(self, code: int) -> None:
-        for pid in list(self.children):
+        for pid in list(self.procs):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         os._exit(code)
 
-    # ---- in the job process -------------------------------------------------------------------
+    # ---- in the spare process -----------------------------------------------------------------
 
-    def _child(self, frame: dict[str, Any]) -> int:  # pragma: no cover - child process
-        spec: dict[str, Any] = frame["spec"]
+    def _child(self, rfd: int, warm_up: bool) -> int:  # pragma: no cover - child process
         parent = os.getppid()
         os.setsid()
         if _LIBC is not None:
@@ -186,18 +322,42 @@ class WarmParent:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # Close the parent's descriptors through their objects first, so that no Python object
-        # later closes a number the job has reused; then everything else above stderr.
+        # later closes a number the job has reused; then everything else above stderr but the
+        # job pipe (the control socket, other spares' pipes).
         self.selector.close()
         for sock in (self.ctrl, self.wake_r, self.wake_w):
             sock.close()
-        os.closerange(3, _max_fd())
+        os.closerange(3, rfd)
+        os.closerange(rfd + 1, _max_fd())
+        # Until it has a job, nothing it prints belongs anywhere (not in the service's output).
+        null_fd = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null_fd, fd)
+        os.close(null_fd)
 
+        from prefect_qiskit_runtime.server import runner
+
+        if warm_up:
+            runner.warm_up(lambda: bool(select.select([rfd], [], [], 0)[0]))
+        chunks = []
+        while chunk := os.read(rfd, 1 << 20):
+            chunks.append(chunk)
+        os.close(rfd)
+        if not chunks:
+            return 0  # retired without a job
+        return self._job(json.loads(b"".join(chunks)))
+
+    def _job(self, frame: dict[str, Any]) -> int:  # pragma: no cover - child process
+        spec: dict[str, Any] = frame["spec"]
+        # The job's own CPU time starts now, not with the warm-up.
+        begin = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_begin = begin.ru_utime + begin.ru_stime
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(frame["socket_path"])
         hello = {"t": "hello", "job_id": frame["job_id"], "token": frame["token"]}
-        send_frame(conn, hello)
+        send_frame(conn, hello | {"pid": os.getpid()})
         try:
-            _prepare_process(spec)
+            streams = _prepare_process(spec)
         except BaseException as exc:
             send_frame(
                 conn,
@@ -215,11 +375,25 @@ class WarmParent:
 
         limit_mb = spec.get("memory_limit_mb")
         if limit_mb:
-            limit = (self.baseline_kb * 1024) + int(limit_mb) * 1024 * 1024
+            # On top of the interpreter as it is now: the preloaded modules, and in a warmed-up
+            # spare also Aer's threads and arenas (mostly reserved address space), which a job
+            # that uses Aer would otherwise map itself. The job's own allocations are what count.
+            base_kb = max(self.baseline_kb, _vm_size_kb())
+            limit = base_kb * 1024 + int(limit_mb) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-        ok = runner.execute(spec, lambda f: send_frame(conn, f))
-        _flush_c_stdio()
+        def send(out: dict[str, Any]) -> None:
+            if out.get("t") in ("result", "error"):
+                # The executor finishes the job as soon as this frame and EOF have arrived,
+                # without waiting for this process to exit, and reads job.log then: every byte
+                # of output must already be in the file, and none may follow.
+                _detach_logs(streams)
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - cpu_begin, 6)
+                out["max_rss_kb"] = usage.ru_maxrss
+            send_frame(conn, out)
+
+        ok = runner.execute(spec, send)
         conn.close()
         return 0 if ok else 1
 
@@ -229,8 +403,12 @@ def _max_fd() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _prepare_process(spec: dict[str, Any]) -> None:  # pragma: no cover - child process
-    """Working directory, log file on fds 1 and 2, stdin from /dev/null, limits, fresh RNG state."""
+def _prepare_process(spec: dict[str, Any]) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:  # pragma: no cover - child process
+    """Working directory, log file on fds 1 and 2, stdin from /dev/null, limits, fresh RNG state.
+
+    Returns:
+        The ``sys.stdout`` and ``sys.stderr`` it installed (a program may replace them).
+    """
     os.chdir(spec["workdir"])
     log_fd = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
@@ -240,19 +418,20 @@ def _prepare_process(spec: dict[str, Any]) -> None:  # pragma: no cover - child 
     os.close(log_fd)
     os.close(null_fd)
     # One unbuffered-enough text stream per fd: lines from print() and from logging interleave in
-    # the order they were written; the C library's own buffers are flushed before exit.
-    sys.stdout = io.TextIOWrapper(
+    # the order they were written; the C library's own buffers are flushed before the result.
+    stdout = io.TextIOWrapper(
         open(1, "wb", closefd=False),  # noqa: SIM115 - lives as long as the process
         encoding="utf-8",
         errors="backslashreplace",
         line_buffering=True,
     )
-    sys.stderr = io.TextIOWrapper(
+    stderr = io.TextIOWrapper(
         open(2, "wb", closefd=False),  # noqa: SIM115 - lives as long as the process
         encoding="utf-8",
         errors="backslashreplace",
         write_through=True,
     )
+    sys.stdout, sys.stderr = stdout, stderr
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin for its lifetime
     sys.argv = ["program.py"]
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -263,15 +442,29 @@ def _prepare_process(spec: dict[str, Any]) -> None:  # pragma: no cover - child 
 
     # Forked processes share the parent's global NumPy RNG state; Python's random reseeds itself.
     np.random.seed()
+    return stdout, stderr
 
 
-def _flush_c_stdio() -> None:  # pragma: no cover - child process
-    """Flush C stdio buffers (printf from extensions): ``os._exit`` skips it."""
-    for stream in (sys.stdout, sys.stderr):
+def _detach_logs(streams: tuple[io.TextIOWrapper, ...]) -> None:  # pragma: no cover - child
+    """Flush every buffer of output into job.log, then point fds 1 and 2 at /dev/null.
+
+    Python's streams (the ones installed, and whatever the program put in their place) and the C
+    library's stdio buffers (printf from extensions) are flushed; writes to the log file go
+    straight to the page cache, so a reader sees them once ``write`` returns. Pointing fds 1 and
+    2 at /dev/null (rather than closing them) means nothing this process writes later (a thread
+    of the program, say) reaches the log after the executor has read it, and no later ``open``
+    can reuse the numbers 1 and 2.
+    """
+    for stream in (sys.stdout, sys.stderr, *streams):
         with contextlib.suppress(Exception):
             stream.flush()
     if _LIBC is not None:
         _LIBC.fflush(None)
+    with contextlib.suppress(OSError):
+        null_fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null_fd, 1)
+        os.dup2(null_fd, 2)
+        os.close(null_fd)
 
 
 def main(argv: list[str] | None = None) -> None:
