@@ -1081,23 +1081,33 @@ def _add_job_routes(app: FastAPI) -> None:
         _check_backend(body.backend, spec)
         params = _normalise_params(body.params)
         _validate_inputs(params, spec)
-        answer = store.create_job(
-            owner_id=user.id,
-            program_id=program.id,
-            backend=body.backend,
-            params=json.dumps(params),
-            hub=hub,
-            group=group,
-            project=project,
-            log_level=log_level,
-            runtime=body.runtime,
-            cost=body.max_execution_time,
-            idempotency_key=key,
-        )
+        scheduler = runtime.scheduler
+        # With a slot free, the job is created already claimed and handed straight to the
+        # executor: no trip through the queue and the dispatcher.
+        reserved = scheduler is not None and scheduler.reserve_slot()
+        claimed = None
+        try:
+            answer, claimed = store.create_job(
+                owner_id=user.id,
+                program_id=program.id,
+                backend=body.backend,
+                params=json.dumps(params),
+                hub=hub,
+                group=group,
+                project=project,
+                log_level=log_level,
+                runtime=body.runtime,
+                cost=body.max_execution_time,
+                idempotency_key=key,
+                claim_for=scheduler.instance_id if scheduler is not None and reserved else None,
+            )
+        finally:
+            if scheduler is not None and reserved:
+                scheduler.take_reserved(claimed)
         if not answer.replayed:
             runtime.metrics.jobs_submitted.inc()
-            if runtime.scheduler is not None:
-                runtime.scheduler.kick()
+            if scheduler is not None and claimed is None:
+                scheduler.kick()
         return JSONResponse(answer.body, status_code=answer.status_code)
 
     @app.get("/runtime/jobs", tags=["jobs"], summary="List the caller's jobs (newest first)")

@@ -284,9 +284,10 @@ def warm_up(interrupted: Callable[[], bool]) -> None:
     writes to and starts Aer's threads afresh: an estimator job runs in about 28 ms there and in
     about 9 ms in a process that has run one estimate before. A spare therefore runs a 1-qubit
     circuit through the codec, the transpiler, Aer's ``EstimatorV2`` and ``SamplerV2`` once. No
-    user code is involved, so the spare is as isolated as a fresh fork. The steps stop early when
-    ``interrupted()`` says a job is waiting, so a job waits for one step at most; any failure is
-    ignored (the job then just runs colder).
+    user code is involved, so the spare is as isolated as a fresh fork. The warm parent does not
+    hand a job to a spare in the middle of its warm-up; should one arrive anyway (it took the spare
+    for idle just before the warm-up began), the warm-up stops before its next step. Any failure
+    is ignored (the job then just runs colder).
 
     Args:
         interrupted: Called between steps; True stops the warm-up.
@@ -299,7 +300,7 @@ def warm_up(interrupted: Callable[[], bool]) -> None:
             return
         try:
             step(state)
-        except Exception:  # noqa: BLE001 - a warm-up must never break the process that runs jobs
+        except Exception:  # a warm-up must never break the process that runs jobs
             return
     # Collect the warm-up's garbage now rather than in the job's first collection.
     gc.collect()

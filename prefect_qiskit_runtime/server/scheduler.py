@@ -20,10 +20,12 @@ import contextlib
 import logging
 import secrets
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prefect_qiskit_runtime.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.broker import Broker
@@ -74,6 +76,12 @@ class Scheduler:
         self.instance_id = secrets.token_hex(8)
         self.on_job_end = on_job_end
         self.running: dict[str, _Running] = {}
+        #: Slots promised to a claim in progress (the dispatcher's, or a route's that creates a job
+        #: already claimed); ``len(running) + _reserved`` never exceeds the executor's capacity.
+        self._reserved = 0
+        self._slots = threading.Lock()
+        #: Tasks started from callbacks (hand-overs, watchdogs), referenced until they end.
+        self._handovers: set[asyncio.Future[None]] = set()
         self.dropped_messages = 0
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,45 +181,121 @@ class Scheduler:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
-            free = self.executor.capacity - len(self.running)
+            free = self._reserve(None)
             if free <= 0:
                 return
-            claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
-            for item in claimed:
-                await self._submit(item)
+            try:
+                claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
+            except BaseException:
+                self._release(free)
+                raise
+            for spec in self._start(claimed, free):
+                await self._hand_over(spec)
             if len(claimed) < free:
                 # The queue was empty behind these: a job queued since then kicks us again.
                 return
 
-    async def _submit(self, item: ClaimedJob) -> None:
-        job = item.job
-        workdir = self.config.jobs_dir / job.id
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True, exist_ok=True)
-        running = _Running(job_id=job.id, workdir=workdir)
-        self.running[job.id] = running
+    def _reserve(self, wanted: int | None) -> int:
+        """Promise up to ``wanted`` free slots (every free one for ``None``); thread-safe."""
+        with self._slots:
+            free = self.executor.capacity - len(self.running) - self._reserved
+            taken = max(0, free if wanted is None else min(wanted, free))
+            self._reserved += taken
+            return taken
+
+    def _release(self, count: int) -> None:
+        with self._slots:
+            self._reserved -= count
+
+    def _start(self, claimed: list[ClaimedJob], reserved: int) -> list[JobSpec]:
+        """Turn ``reserved`` promised slots into running ``claimed`` jobs (on the event loop)."""
         assert self._loop is not None
-        running.watchdog = self._loop.call_later(
-            max(job.cost, 1), lambda: asyncio.ensure_future(self._ran_too_long(job.id, job.cost))
-        )
-        spec = JobSpec(
-            job_id=job.id,
-            program_source=item.program_source,
-            params_json=job.params,
-            backend_name=job.backend,
-            log_level=job.log_level,
-            workdir=workdir,
-            memory_limit_mb=self.config.memory_limit_mb,
-            log_limit_bytes=self.config.log_limit_bytes,
-        )
+        with self._slots:
+            self._reserved -= reserved
+            for item in claimed:
+                self.running[item.job.id] = _Running(
+                    job_id=item.job.id, workdir=self.config.jobs_dir / item.job.id
+                )
+        specs = []
+        for item in claimed:
+            job = item.job
+            running = self.running[job.id]
+            shutil.rmtree(running.workdir, ignore_errors=True)
+            running.workdir.mkdir(parents=True, exist_ok=True)
+            running.watchdog = self._loop.call_later(
+                max(job.cost, 1), self._watchdog_fired, job.id, job.cost
+            )
+            specs.append(
+                JobSpec(
+                    job_id=job.id,
+                    program_source=item.program_source,
+                    params_json=job.params,
+                    backend_name=job.backend,
+                    log_level=job.log_level,
+                    workdir=running.workdir,
+                    memory_limit_mb=self.config.memory_limit_mb,
+                    log_limit_bytes=self.config.log_limit_bytes,
+                )
+            )
+        return specs
+
+    def _watchdog_fired(self, job_id: str, cost: int) -> None:
+        self._spawn(self._ran_too_long(job_id, cost))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task kept referenced until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+
+    async def _hand_over(self, spec: JobSpec) -> None:
         try:
             await self.executor.submit(spec)
         except Exception as exc:
-            logger.exception("executor refused job %s", job.id)
+            logger.exception("executor refused job %s", spec.job_id)
             await self.on_finished(
-                job.id,
+                spec.job_id,
                 Outcome(status="LOST", error=f"The executor could not start the job: {exc!r}"),
             )
+
+    # -- jobs claimed at submission ------------------------------------------------------------
+
+    def reserve_slot(self) -> bool:
+        """Promise a free slot to a job about to be created (thread-safe, from a route).
+
+        The route then creates the job already claimed by this instance (when no older job is
+        queued), which saves the queue's round trip, and must call :meth:`take_reserved` in every
+        case.
+
+        Returns:
+            Whether a slot was free.
+        """
+        loop = self._loop
+        if self._stopping or loop is None or loop.is_closed():
+            return False
+        return self._reserve(1) == 1
+
+    def take_reserved(self, claimed: ClaimedJob | None) -> None:
+        """Run the job created on a slot from :meth:`reserve_slot` (thread-safe).
+
+        Args:
+            claimed: The job, claimed by this instance; ``None`` if the slot went unused (the job
+                was queued behind older ones, or nothing was created).
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._release(1)
+            return
+        loop.call_soon_threadsafe(self._start_reserved, claimed)
+
+    def _start_reserved(self, claimed: ClaimedJob | None) -> None:
+        if claimed is None or self._stopping:
+            # An unused slot, or a job that the next start-up's recovery fails (retryable).
+            self._release(1)
+            self.kick()
+            return
+        for spec in self._start([claimed], 1):
+            self._spawn(self._hand_over(spec))
 
     # -- executor events -----------------------------------------------------------------------
 
@@ -250,10 +334,14 @@ class Scheduler:
         status, reason, result, error = _map_outcome(outcome)
         workdir = running.workdir if running else self.config.jobs_dir / job_id
 
-        def record() -> FinishOutcome:
-            # One trip to a worker thread for both (each trip costs about as much as the SQL).
+        reserved = 0 if self._stopping else self._reserve(None)
+
+        def record() -> tuple[FinishOutcome, list[ClaimedJob]]:
+            # One trip to a worker thread for all of it (a trip costs about as much as the SQL):
+            # store the outcome, announce it, claim the next queued jobs for the freed slot,
+            # then clean up the working directory.
             try:
-                return self.store.finish_job(
+                done = self.store.finish_job(
                     job_id,
                     status,
                     reason_code=reason,
@@ -261,17 +349,23 @@ class Scheduler:
                     error=error,
                     logs=outcome.logs,
                 )
+                self.broker.publish_final(job_id, done.status or status.value)
+                claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
+                return done, claimed
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
 
         try:
-            done = await asyncio.to_thread(record)
-            final_status = done.status or status.value
-            if done.applied and self.on_job_end is not None:
-                self.on_job_end(job_id, final_status)
-            self.broker.publish_final(job_id, final_status)
-        finally:
+            done, claimed = await asyncio.to_thread(record)
+        except BaseException:
+            self._release(reserved)
             self.kick()
+            raise
+        if done.applied and self.on_job_end is not None:
+            self.on_job_end(job_id, done.status or status.value)
+        for spec in self._start(claimed, reserved):
+            # In a task of its own: this callback runs inside the executor's bookkeeping.
+            self._spawn(self._hand_over(spec))
 
     # -- cancel, delete, watchdog --------------------------------------------------------------
 

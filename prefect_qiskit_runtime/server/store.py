@@ -272,6 +272,8 @@ _RUNNABLE_PROGRAM = select(PROGRAMS.c.id, PROGRAMS.c.cost, PROGRAMS.c.spec).wher
     PROGRAMS.c.id == bindparam("program_id"),
     or_(PROGRAMS.c.is_public.is_(True), PROGRAMS.c.owner_id == bindparam("user_id")),
 )
+_RUNNABLE_PROGRAM_SOURCE = _RUNNABLE_PROGRAM.add_columns(PROGRAMS.c.data)
+_ANY_QUEUED = select(JOBS.c.n).where(JOBS.c.status == JobState.QUEUED.value).limit(1)
 
 
 def _stored_answer(conn: Connection, user_id: str, key: str) -> Answer | None:
@@ -851,11 +853,16 @@ class Store:
         cost: int | None = None,
         idempotency_key: str | None = None,
         scope: str = "POST /runtime/jobs",
-    ) -> Answer:
+        claim_for: str | None = None,
+    ) -> tuple[Answer, ClaimedJob | None]:
         """Queue a job and remember the answer with its idempotency key, in one transaction.
 
         The same contract as :meth:`idempotent` with :meth:`new_job` (a repeated key returns the
         first answer and creates nothing), in SQLAlchemy Core: this is the hottest write.
+
+        With ``claim_for``, and no older job waiting in the queue, the job is created already
+        claimed by that instance (RUNNING, as :meth:`claim_jobs` would leave it): a job submitted
+        to an idle service skips the queue's round trip.
 
         Args:
             owner_id: The caller.
@@ -870,9 +877,11 @@ class Store:
             cost: The job's own execution-time limit; ``None`` takes the program's.
             idempotency_key: The ``Idempotency-Key`` header, or ``None``.
             scope: What the key was used for, kept for diagnostics.
+            claim_for: The id of an instance with a free slot for the job.
 
         Returns:
-            ``201 {"id", "backend"}``; ``replayed`` when it is the answer of an earlier request.
+            The answer (``201 {"id", "backend"}``; ``replayed`` when it is the answer of an earlier
+            request) and the claimed job when it was created claimed.
 
         Raises:
             StoreError: ``PROGRAM_NOT_FOUND`` if the program vanished meanwhile.
@@ -883,34 +892,35 @@ class Store:
                 if key:
                     stored = _stored_answer(conn, owner_id, key)
                     if stored is not None:
-                        return stored
+                        return stored, None
                 program = conn.execute(
-                    _RUNNABLE_PROGRAM, {"program_id": program_id, "user_id": owner_id}
+                    _RUNNABLE_PROGRAM if claim_for is None else _RUNNABLE_PROGRAM_SOURCE,
+                    {"program_id": program_id, "user_id": owner_id},
                 ).first()
                 if program is None:
                     raise StoreError("PROGRAM_NOT_FOUND", f"Program {program_id!r} not found.")
-                job_id = new_job_id()
                 now = utcnow()
-                conn.execute(
-                    JOBS.insert(),
-                    {
-                        "id": job_id,
-                        "owner_id": owner_id,
-                        "program_id": program_id,
-                        "hub": hub,
-                        "group_name": group,
-                        "project": project,
-                        "backend": backend,
-                        "status": JobState.QUEUED.value,
-                        "params": params,
-                        "log_level": log_level,
-                        "runtime": runtime,
-                        "cost": cost or int(program.cost),
-                        "created": now,
-                        "message_count": 0,
-                    },
-                )
-                answer = Answer(201, {"id": job_id, "backend": backend})
+                values: dict[str, Any] = {
+                    "id": new_job_id(),
+                    "owner_id": owner_id,
+                    "program_id": program_id,
+                    "hub": hub,
+                    "group_name": group,
+                    "project": project,
+                    "backend": backend,
+                    "status": JobState.QUEUED.value,
+                    "params": params,
+                    "log_level": log_level,
+                    "runtime": runtime,
+                    "cost": cost or int(program.cost),
+                    "created": now,
+                    "message_count": 0,
+                }
+                claim = claim_for is not None and conn.execute(_ANY_QUEUED).first() is None
+                if claim:
+                    values.update(status=JobState.RUNNING.value, instance_id=claim_for, started=now)
+                conn.execute(JOBS.insert(), values)
+                answer = Answer(201, {"id": values["id"], "backend": backend})
                 if key:
                     conn.execute(
                         IDEMPOTENCY.insert(),
@@ -923,13 +933,17 @@ class Store:
                             "created": now,
                         },
                     )
-            return answer
+            claimed = None
+            if claim:
+                values["group"] = values.pop("group_name")
+                claimed = ClaimedJob(job=Job(**values), program_source=program.data)
+            return answer, claimed
         except IntegrityError:
             # A concurrent request with the same key committed first (other instance or process).
             if key:
                 stored = self.stored_answer(owner_id, key)
                 if stored is not None:
-                    return stored
+                    return stored, None
             raise
 
     def list_jobs(

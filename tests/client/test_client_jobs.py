@@ -91,6 +91,35 @@ def test_run_result_status_retrieval_and_metrics(alice: RuntimeService, doubler:
     )
 
 
+def test_result_is_one_long_polled_request(
+    alice: RuntimeService, waiter: str, gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``result()`` long-polls the results themselves: one request from a running job to its value,
+    and the metrics fetched afterwards still show the job's end."""
+    started, callback = started_callback()
+    job = alice.run(waiter, BACKEND, {"gate": str(gate)}, callback=callback)
+    assert started.wait(60)
+    seen = alice.job(job.job_id())  # holds a RUNNING job object
+    assert seen.state == JobState.RUNNING
+    transport = seen._transport
+    calls: list[tuple[str, str]] = []
+    forward = transport.request
+
+    def spy(method: str, path: str, **kwargs: object) -> object:
+        calls.append((method, path))
+        return forward(method, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transport, "request", spy)
+    gate.touch()
+    assert seen.result(timeout=60) == "released"
+    assert calls == [("GET", f"/jobs/{job.job_id()}/results")]
+    assert seen.state == JobState.COMPLETED and not seen.retryable
+    metrics = seen.metrics()
+    assert metrics["status"] == "COMPLETED" and metrics["finished"] is not None
+    monkeypatch.undo()
+    assert job.result(timeout=60) == "released"
+
+
 def test_same_idempotency_key_returns_the_same_job(alice: RuntimeService, upload: Uploader) -> None:
     program_id = upload(DOUBLER, "idem-run")
     key = unique("run-key")

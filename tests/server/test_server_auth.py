@@ -3,9 +3,13 @@ error bodies, and the service endpoints /health and /metrics."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import requests
-from server_helpers import PUBLISHER, Api
+from server_helpers import PUBLISHER, Api, make_api, unique
 from service_helpers import RunningService
+
+from prefect_qiskit_runtime.server.store import hash_token
 
 RUNTIME_CALLS = [
     ("GET", "/programs"),
@@ -150,3 +154,19 @@ def test_health_and_metrics(service: RunningService, alice: Api) -> None:
 
 def _h(api: Api) -> dict[str, str]:
     return {"X-Access-Token": api.token}
+
+
+def test_logout_clears_the_authorisation_cache(service: RunningService) -> None:
+    """A checked token is remembered for a while (so its removal from the database goes unseen);
+    ``POST /runtime/logout`` forgets it, and the next call is checked against the database."""
+    api = make_api(service, unique("cached"))
+    assert api.get("/programs", params={"limit": 1}).status_code == 200
+    with sqlite3.connect(service.home / "runtime.db", timeout=30) as conn:
+        removed = conn.execute(
+            "DELETE FROM tokens WHERE token_hash = ?", (hash_token(api.token),)
+        ).rowcount
+    assert removed == 1
+    assert api.get("/programs", params={"limit": 1}).status_code == 200  # from the cache
+    assert api.request("POST", "/logout").status_code == 204
+    gone = api.get("/programs", params={"limit": 1})
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "UNAUTHORIZED"

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -27,7 +28,11 @@ TIMEOUT = 60.0
 
 
 class Recorder:
-    """Records executor events in order and lets tests await a job's outcome."""
+    """Records executor events in order and lets tests await a job's outcome.
+
+    ``slow[job_id]`` makes it a slow consumer of that job's messages: it takes that many seconds
+    per message, as a store that writes each message in its own transaction would.
+    """
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, object]] = []
@@ -35,6 +40,7 @@ class Recorder:
         self.started: dict[str, asyncio.Event] = {}
         self.messages: dict[str, list[str]] = {}
         self.message_arrived: dict[str, asyncio.Event] = {}
+        self.slow: dict[str, float] = {}
 
     def _future(self, job_id: str) -> asyncio.Future[Outcome]:
         if job_id not in self.outcomes:
@@ -48,11 +54,12 @@ class Recorder:
         self.events.append(("started", job_id, None))
         self._event(self.started, job_id).set()
 
-    async def on_message(self, job_id: str, data: str) -> None:
-        # Yield once: the executor must still deliver messages one at a time, in order.
-        await asyncio.sleep(0)
-        self.events.append(("message", job_id, data))
-        self.messages.setdefault(job_id, []).append(data)
+    async def on_messages(self, job_id: str, data: list[str]) -> None:
+        assert data, "on_messages called without messages"
+        self.events.append(("messages", job_id, list(data)))
+        # Suspend (at least once): the executor must still deliver batches one at a time, in order.
+        await asyncio.sleep(self.slow.get(job_id, 0.0) * len(data))
+        self.messages.setdefault(job_id, []).extend(data)
         self._event(self.message_arrived, job_id).set()
 
     async def on_finished(self, job_id: str, outcome: Outcome) -> None:
@@ -70,6 +77,10 @@ class Recorder:
 
     def kinds(self, job_id: str) -> list[str]:
         return [kind for kind, jid, _ in self.events if jid == job_id]
+
+    def batches(self, job_id: str) -> list[list[str]]:
+        found = [data for kind, jid, data in self.events if jid == job_id and kind == "messages"]
+        return [list(map(str, batch)) for batch in found if isinstance(batch, list)]
 
 
 class Runner:
@@ -91,8 +102,7 @@ class Runner:
         memory_limit_mb: int | None = None,
         log_limit_bytes: int = 1_000_000,
     ) -> str:
-        self.count += 1
-        job_id = f"job-{self.count}"
+        job_id = self.next_id()
         workdir = self.root / job_id
         workdir.mkdir()
         await self.executor.submit(
@@ -109,6 +119,14 @@ class Runner:
         )
         return job_id
 
+    def next_id(self) -> str:
+        """The id of the next submitted job (so a test can prepare for it)."""
+        self.count += 1
+        return f"job-{self.count}"
+
+    def peek_id(self) -> str:
+        return f"job-{self.count + 1}"
+
     async def run(
         self, source: str, params: dict[str, object] | None = None, **kw: object
     ) -> Outcome:
@@ -124,6 +142,21 @@ def process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state in ("Z", "X")
+
+
+def children_of(ppid: int) -> set[int]:
+    """Processes whose parent is ``ppid`` (zombies included)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == ppid:
+                found.add(int(entry))
+    return found
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -162,9 +195,86 @@ async def test_completed_with_messages_in_order(runner: Runner) -> None:
     decoded = [json.loads(m) for m in runner.events.messages[job_id]]
     assert [m["i"] for m in decoded] == [0, 1, 2, 3, 4]
     assert decoded[0]["z"] == {"__type__": "complex", "__value__": [0.0, 1.0]}
-    assert runner.events.kinds(job_id) == ["started"] + ["message"] * 5 + ["finished"]
-    assert outcome.details["exit_code"] == 0
-    assert process_gone(int(outcome.details["pid"]))  # type: ignore[call-overload]
+    kinds = runner.events.kinds(job_id)
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert set(kinds[1:-1]) == {"messages"}
+    assert float(outcome.details["cpu_seconds"]) > 0  # type: ignore[arg-type]
+    # The job finishes on its result and EOF; the reap follows (and kills what is left).
+    pid = int(outcome.details["pid"])  # type: ignore[call-overload]
+    assert await wait_until(lambda: process_gone(pid))
+
+
+BURST = """
+def main(backend, user_messenger, count):
+    for i in range(count):
+        user_messenger.publish({"i": i})
+    return "done"
+"""
+
+
+async def test_burst_of_messages_reaches_a_slow_consumer(runner: Runner) -> None:
+    """Regression: the connection of an exited process was closed with frames still unread.
+
+    The process publishes 3,000 messages in a burst and exits at once; the consumer takes
+    0.5 ms per message, so it is still busy well after the process has been reaped.
+    """
+    job_id = runner.peek_id()
+    runner.events.slow[job_id] = 0.0005
+    assert await runner.submit(BURST, {"count": 3000}) == job_id
+    outcome = await runner.events.outcome(job_id)
+    assert outcome.status == "COMPLETED", outcome
+    assert outcome.result == '"done"'
+    assert [json.loads(m)["i"] for m in runner.events.messages[job_id]] == list(range(3000))
+    batches = runner.events.batches(job_id)
+    assert len(batches) < 3000  # messages already read travel together
+    assert runner.events.kinds(job_id)[-1] == "finished"
+
+
+ESCAPER = """
+import os, time
+
+def main(backend, user_messenger):
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()  # out of the job's session: the reap's killpg does not reach it
+        time.sleep(60)
+        os._exit(0)
+    return pid
+"""
+
+
+async def test_connection_held_by_an_escaped_process_is_closed(runner: Runner) -> None:
+    """A process that left the job's session holds its connection open: it is stuck, and closed."""
+    outcome = await runner.run(ESCAPER)
+    escaped = int(outcome.result or "0")
+    try:
+        assert outcome.status == "COMPLETED", outcome
+        assert escaped > 0 and not process_gone(escaped)
+    finally:
+        if escaped > 0:
+            os.kill(escaped, signal.SIGKILL)
+
+
+EARLY_RESULT = """
+import json, os, socket, struct, time
+
+def main(backend, user_messenger):
+    for fd in os.listdir("/proc/self/fd"):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+            conn = socket.socket(fileno=int(fd))
+            body = json.dumps({"t": "result", "data": '"early"'}).encode()
+            conn.sendall(struct.pack("!I", len(body)) + body)
+            conn.close()
+    time.sleep(120)
+"""
+
+
+async def test_process_outliving_its_result_is_killed(runner: Runner) -> None:
+    outcome = await runner.run(EARLY_RESULT)
+    assert outcome.status == "COMPLETED", outcome
+    assert outcome.result == '"early"'
+    pid = int(outcome.details["pid"])  # type: ignore[call-overload]
+    assert await wait_until(lambda: process_gone(pid))
 
 
 async def test_return_value_and_null_results(runner: Runner) -> None:
@@ -284,9 +394,10 @@ async def test_memory_limit_breach_fails(runner: Runner) -> None:
 
 
 LOGGER = """
-import logging, os, subprocess, sys, warnings
+import ctypes, logging, os, subprocess, sys, warnings
 
 def main(backend, user_messenger):
+    ctypes.CDLL(None).printf(b"from printf, in the C library's buffer\\n")
     print("to stdout")
     print("to stderr", file=sys.stderr)
     os.write(1, b"raw fd write\\n")
@@ -308,7 +419,8 @@ async def test_logs_capture_output_with_level_filter(runner: Runner) -> None:
     )
     for outcome in (info, error, default):
         assert outcome.status == "COMPLETED", outcome
-        for line in ("to stdout", "to stderr", "raw fd write", "from a child process"):
+        lines = ("to stdout", "to stderr", "raw fd write", "from a child process", "from printf")
+        for line in lines:
             assert line in outcome.logs
         assert "UserWarning: careful now" in outcome.logs
         assert "error line" in outcome.logs
@@ -339,26 +451,35 @@ async def test_oversized_message_fails_the_job(runner: Runner) -> None:
 FD_LISTER = """
 import os
 
-def main(backend, user_messenger):
+def main(backend, user_messenger, sizes_mb=()):
     fds = {}
     for fd in os.listdir("/proc/self/fd"):
         try:
             fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             pass
+    allocated = {}
+    for mb in sizes_mb:
+        try:
+            allocated[str(mb)] = len(bytearray(mb * 1024 * 1024)) > 0
+        except MemoryError:
+            allocated[str(mb)] = False
     return {"fds": fds, "ppid": os.getppid(), "sid": os.getsid(0), "pid": os.getpid(),
-            "cwd": os.getcwd()}
+            "cwd": os.getcwd(), "allocated": allocated}
 """
 
 
 async def test_isolation_fresh_executor(tmp_path: Path) -> None:
-    """No inherited service sockets; queued until warm; own session and cwd; shutdown kills."""
+    """No inherited service sockets; queued until warm; own session and cwd; shutdown kills.
+
+    The same holds for a job given to a warmed-up spare, and its memory limit too.
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     inode = f"socket:[{os.fstat(listener.fileno()).st_ino}]"
     events = Recorder()
-    executor = LocalExecutor(1)
+    executor = LocalExecutor(1, warm_up="always")
     jobs = Runner(executor, events, tmp_path)
     try:
         await executor.start(events)
@@ -370,18 +491,35 @@ async def test_isolation_fresh_executor(tmp_path: Path) -> None:
         assert not (tmp_path / never / "job.log").exists()  # it never ran
         assert outcome.status == "COMPLETED", outcome
         info = json.loads(outcome.result or "")
-        targets = set(info["fds"].values())
-        assert inode not in targets
-        assert [t for t in targets if t.startswith("socket:")] != []  # its own report channel
-        assert len(targets) <= 6  # stdin, stdout, stderr, report socket, the listing's dir fd
-        assert info["sid"] == info["pid"]  # a session (and process group) of its own
-        assert info["cwd"] == str(tmp_path / job_id)
         parent_fds = {
             os.readlink(f"/proc/{info['ppid']}/fd/{fd}")
             for fd in os.listdir(f"/proc/{info['ppid']}/fd")
         }
         assert inode not in parent_fds
         assert info["ppid"] == executor.parent_info["pid"]
+
+        def assert_isolated(info: dict[str, Any], job_id: str) -> None:
+            targets = set(info["fds"].values())
+            assert inode not in targets
+            assert [t for t in targets if t.startswith("socket:")] != []  # its report channel
+            assert len(targets) <= 6  # stdin, stdout, stderr, report socket, the listing's dir fd
+            assert info["fds"]["1"] == info["fds"]["2"] == str(tmp_path / job_id / "job.log")
+            assert info["sid"] == info["pid"]  # a session (and process group) of its own
+            assert info["cwd"] == str(tmp_path / job_id)
+
+        assert_isolated(info, job_id)
+        # Once idle, the warm parent keeps a prepared, warmed-up spare for the free slot; the
+        # next job runs in it, just as isolated and limited.
+        assert await wait_until(lambda: True in executor.spares_ready.values(), timeout=60)
+        spares = set(executor.spares_ready)
+        assert spares <= children_of(info["ppid"])
+        in_spare = await jobs.run(FD_LISTER, {"sizes_mb": [100, 2048]}, memory_limit_mb=300)
+        assert in_spare.status == "COMPLETED", in_spare
+        assert in_spare.details["process"] == "warm"
+        info = json.loads(in_spare.result or "")
+        assert info["pid"] in spares
+        assert_isolated(info, f"job-{jobs.count}")
+        assert info["allocated"] == {"100": True, "2048": False}
 
         running = await jobs.submit(SLEEPER)
         pid = json.loads(await events.first_message(running))

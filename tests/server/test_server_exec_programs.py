@@ -58,8 +58,9 @@ class Collector:
     async def on_started(self, job_id: str) -> None:
         self.messages.setdefault(job_id, [])
 
-    async def on_message(self, job_id: str, data: str) -> None:
-        self.messages.setdefault(job_id, []).append(json.loads(data, cls=RuntimeDecoder))
+    async def on_messages(self, job_id: str, data: list[str]) -> None:
+        decoded = [json.loads(text, cls=RuntimeDecoder) for text in data]
+        self.messages.setdefault(job_id, []).extend(decoded)
 
     async def on_finished(self, job_id: str, outcome: Outcome) -> None:
         self.future(job_id).set_result(outcome)

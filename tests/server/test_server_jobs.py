@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 
+import requests
 from server_helpers import (
     BELL,
     FAILING,
@@ -363,6 +364,38 @@ def test_long_poll(alice: Api) -> None:
     alice.request("POST", f"/jobs/{slow}/cancel")
     poller.join(timeout=90)
     assert results and results[0]["status"] == "CANCELLED"
+
+
+def test_results_long_poll(alice: Api) -> None:
+    """Extension: ``/results?wait=`` answers with the result as soon as the job is final, or 204
+    when time is up; ``X-Job-Status`` always names the job's status."""
+    quick = alice.run(alice.upload(PUBLISHER), {"iterations": 1, "sleep": 0.5, "final": "done"})
+    answer = alice.get(f"/jobs/{quick}/results", params={"wait": 60})
+    assert answer.status_code == 200 and answer.headers["X-Job-Status"] == "COMPLETED"
+    assert json.loads(answer.text) == "done"
+    plain = alice.get(f"/jobs/{quick}/results")
+    assert plain.text == answer.text and plain.headers["X-Job-Status"] == "COMPLETED"
+    failing = alice.run(alice.upload(FAILING))
+    failed = alice.get(f"/jobs/{failing}/results", params={"wait": 60})
+    assert failed.status_code == 200 and failed.headers["X-Job-Status"] == "FAILED"
+    assert "KeyError" in failed.text
+    slow = alice.run(alice.upload(SLEEPER))
+    pending = alice.get(f"/jobs/{slow}/results", params={"wait": 0.3})
+    assert pending.status_code == 204 and pending.text == ""
+    assert pending.headers["X-Job-Status"] in {"QUEUED", "RUNNING"}
+    for bad in (-1, "soon"):
+        assert alice.get(f"/jobs/{slow}/results", params={"wait": bad}).status_code == 400
+    assert alice.get("/jobs/nope/results", params={"wait": 5}).status_code == 404
+    # A waiting request learns about a cancel at once: the (empty) result of a cancelled job.
+    answers: list[requests.Response] = []
+    poller = threading.Thread(
+        target=lambda: answers.append(alice.get(f"/jobs/{slow}/results", params={"wait": 60}))
+    )
+    poller.start()
+    alice.request("POST", f"/jobs/{slow}/cancel")
+    poller.join(timeout=90)
+    assert answers and answers[0].status_code == 200 and answers[0].text == ""
+    assert answers[0].headers["X-Job-Status"] == "CANCELLED"
 
 
 def test_interim_results_endpoint(alice: Api) -> None:

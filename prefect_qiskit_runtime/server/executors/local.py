@@ -43,7 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect_qiskit_runtime.models import ReasonCode
 from prefect_qiskit_runtime.server.executors.base import (
@@ -96,6 +96,7 @@ class _Job:
     generation: int = -1  # which warm parent got it; -1 = not handed over yet
     attempts: int = 0
     pid: int | None = None
+    process: str | None = None  # "warm" or "cold" spare, or "fresh" fork
     exit: dict[str, Any] | None = None
     lost_reason: str | None = None
     connected: bool = False
@@ -122,7 +123,7 @@ class _JobReader(asyncio.StreamReader):
 
     fed = 0
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # typeshed is wider
         self.fed += len(data)
         super().feed_data(data)
 
@@ -141,8 +142,10 @@ class LocalExecutor(Executor):
         env: Environment of the warm parent (default: this process's, without secrets).
         spares: Prepared processes kept ready when no job runs (default ``capacity``: one per
             free slot); 0 forks each job's process when the job arrives.
-        warm_up: Whether spares run a tiny Aer estimate and sample before they wait for a job
-            (an estimator job then runs about three times faster).
+        warm_up: Whether spares run a tiny Aer estimate and sample before they wait for a job (an
+            estimator job then runs about three times faster, for about 35 ms of CPU per
+            spare): ``auto`` while the recent jobs use enough CPU to gain from it (see
+            :mod:`.warm`), ``always`` or ``never``.
     """
 
     def __init__(
@@ -155,7 +158,7 @@ class LocalExecutor(Executor):
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         spares: int | None = None,
-        warm_up: bool = True,
+        warm_up: Literal["auto", "always", "never"] = "auto",
     ) -> None:
         self.capacity = capacity
         self.spares = capacity if spares is None else spares
@@ -182,6 +185,8 @@ class LocalExecutor(Executor):
         self._closing = False
         #: Facts about the current warm parent (pid, baseline address space) once it is ready.
         self.parent_info: dict[str, Any] = {}
+        #: Idle spare processes ready for a job: pid -> whether it has warmed up.
+        self.spares_ready: dict[int, bool] = {}
 
     # ---- Executor interface --------------------------------------------------------------------
 
@@ -357,6 +362,7 @@ class LocalExecutor(Executor):
         finally:
             self._ready.clear()
             self._ctrl = None
+            self.spares_ready.clear()
             writer.close()
             proc = self._proc
             self._proc = None
@@ -439,6 +445,11 @@ class LocalExecutor(Executor):
     def _on_control(self, frame: dict[str, Any]) -> None:
         job_id = frame.get("job_id", "")
         kind = frame["t"]
+        if kind == "spare_ready":
+            self.spares_ready[int(frame["pid"])] = bool(frame.get("warmed"))
+            return
+        if kind in ("spare_gone", "spawned"):
+            self.spares_ready.pop(int(frame["pid"]), None)
         done = self._exiting.get(job_id)
         if done is not None:  # finished already: only the reap was missing
             if kind == "spawned":
@@ -454,6 +465,7 @@ class LocalExecutor(Executor):
             return
         if kind == "spawned":
             job.pid = frame["pid"]
+            job.process = frame.get("kind")
             if job.cancel_requested:
                 self._send_control({"t": "kill", "job_id": job.spec.job_id})
         elif kind == "exited":
@@ -633,7 +645,11 @@ class LocalExecutor(Executor):
                 timer.cancel()
         loop = asyncio.get_running_loop()
         if job.generation == self._generation and job.generation >= 0:
-            self._send_control({"t": "release", "job_id": job.spec.job_id})
+            # The job's CPU time tells the warm parent whether warming spares up pays off.
+            release: dict[str, Any] = {"t": "release", "job_id": job.spec.job_id}
+            if "cpu_seconds" in job.usage:
+                release["cpu_seconds"] = job.usage["cpu_seconds"]
+            self._send_control(release)
             if job.exit is None and (job.pid is not None or job.connected):
                 # Its process said its last word: it gets _LINGER to exit, then it is killed.
                 self._exiting[job.spec.job_id] = job
@@ -658,6 +674,8 @@ class LocalExecutor(Executor):
         details: dict[str, Any] = {"wall_seconds": round(time.monotonic() - job.submitted, 6)}
         if job.pid is not None:
             details["pid"] = job.pid
+        if job.process is not None:
+            details["process"] = job.process
         status = None
         # The process's own figures cover the job alone (a spare's warm-up is left out).
         details.update(job.usage)

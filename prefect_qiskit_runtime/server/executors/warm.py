@@ -5,22 +5,35 @@ Started by :class:`~prefect_qiskit_runtime.server.executors.local.LocalExecutor`
 inherits none of the service's sockets or database connections), it talks to the executor over the
 control socket ``CONTROL_FD`` (frames of :mod:`.ipc`):
 
-- in: ``spares`` (how many spare processes to keep and whether they warm up), ``run`` (start a
-  job), ``kill`` (SIGKILL a job's process group), ``release`` (the executor has finished a job; its
-  slot may get a spare again, even if the process has not been reaped yet), ``shutdown``;
-- out: ``ready`` (imports done), ``spawned``, ``spawn_failed``, ``exited`` (wait status and usage).
+- in: ``spares`` (how many spare processes to keep; ``warm_up``: ``auto``, ``always`` or
+  ``never``, see the policy below), ``run`` (start
+  a job), ``kill`` (SIGKILL a job's process group), ``release`` (the executor has finished a job,
+  with the CPU time the job used; its slot may get a spare again, even if the process has not been
+  reaped yet), ``shutdown``;
+- out: ``ready`` (imports done), ``spawned`` (with the kind of process the job got: a ``warm``
+  spare, a ``cold`` one, or a ``fresh`` fork), ``spawn_failed``, ``exited`` (wait status and
+  usage), ``spare_ready`` (an idle spare waits for a job, warmed up or not), ``spare_gone``.
 
 **Spares.** For every free slot (``spares`` minus the jobs that hold one) the warm parent forks a
 spare process ahead of time, whenever it has nothing else to do. A spare starts its own session (so
 one ``killpg`` ends it and anything it starts), dies with the warm parent (``PR_SET_PDEATHSIG``),
 closes every inherited descriptor except the read end of its own job pipe, puts ``/dev/null`` on
-fds 0-2, optionally runs :func:`~prefect_qiskit_runtime.server.runner.warm_up` (no user code), and
-blocks on the pipe. ``run`` hands the job's frame to the oldest spare through its pipe (the
-write end is closed after it, so the spare reads to EOF); with no spare left, a fresh one is forked
-for the job. Only then does the process take on the job: it connects to the executor's unix
+fds 0-2, may run :func:`~prefect_qiskit_runtime.server.runner.warm_up` (no user code), and
+blocks on the pipe. ``run`` hands the job's frame to the oldest spare that is not in the middle of
+its warm-up, through its pipe (the write end is closed after it, so the spare reads to EOF); when
+every spare is warming up, or none is left, a fresh process is forked for the job, so a job never
+waits for a warm-up. Only then does the process take on the job: it connects to the executor's unix
 socket, redirects fds 1 and 2 to ``job.log`` in the job's working directory (so output of C
 extensions is caught too), applies the job's memory limit and calls
 :func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose pipe closes without a job exits.
+
+**Warm-up policy.** The warm-up costs a spare about 35 ms of CPU and saves a job that uses Aer and
+the transpiler 15-20 ms (an estimator or sampler job runs in about 9 ms instead of 25); a trivial
+job gains nothing from it. New spares therefore warm up only while the jobs of late use enough CPU
+to be of the kind that gains (a moving average of at least ``WARM_UP_MIN_JOB_CPU``; even warmed up,
+an Aer job uses about 9 ms and a trivial one under 1 ms): a stream of trivial jobs keeps its CPU
+for itself, a hybrid loop of estimator jobs gets warm processes. That is ``warm_up="auto"``;
+``always`` and ``never`` override it.
 
 When the control socket closes (the service is gone), the warm parent kills every process and exits.
 """
@@ -41,6 +54,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +65,10 @@ LOG_FILE = "job.log"
 MAX_FILE_BYTES = 1 << 30
 #: Spares that die before they get a job, in a row, before warm-ups (then spares) are given up.
 _SPARE_FAILURES_LIMIT = 3
+#: New spares warm up while the moving average of the jobs' CPU seconds is at least this.
+WARM_UP_MIN_JOB_CPU = 0.005
+#: Weight of the latest job in that moving average.
+_CPU_AVERAGE_WEIGHT = 0.3
 
 _PR_SET_PDEATHSIG = 1
 
@@ -79,7 +97,11 @@ class _Proc:
 
     pid: int
     wfd: int | None  # the write end of its job pipe, until the job's frame is written
+    sfd: int | None  # the read end of its state pipe: b"w" when a warm-up starts, EOF when done
     job_id: str | None = None
+    warming: bool = False
+    warmed: bool = False
+    fresh: bool = False  # forked for a job that found no spare ready
 
 
 class WarmParent:
@@ -93,7 +115,9 @@ class WarmParent:
         self.spares: collections.deque[_Proc] = collections.deque()  # idle, oldest first
         self.busy: set[str] = set()  # jobs that hold a slot
         self.slots = 0  # spares wanted when no job holds a slot
-        self.warm_up = True
+        self.warm_up = "auto"
+        # Starts as if the jobs were heavy: the first spares warm up while the service is idle.
+        self.job_cpu = WARM_UP_MIN_JOB_CPU
         self.spare_failures = 0
         self.outbox: dict[int, tuple[_Proc, bytearray]] = {}  # pipe fd -> job frame left to write
         self.frames = FrameBuffer()
@@ -127,20 +151,27 @@ class WarmParent:
 
         self.selector.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        retry_at = 0.0  # after a failed fork, when to try the next spare
         while True:
-            wanted = len(self.spares) < self.slots - len(self.busy)
-            # Spares are forked only when nothing else waits: a job never queues behind a fork.
-            events = self.selector.select(0 if wanted else None)
-            if not events and wanted:
-                spare = self._fork(warm_up=self.warm_up)
+            timeout: float | None = None
+            if len(self.spares) < self.slots - len(self.busy):
+                # Spares are forked only when nothing else waits: a job never queues behind one.
+                timeout = max(0.0, retry_at - time.monotonic())
+            events = self.selector.select(timeout)
+            if not events and timeout is not None:
+                spare = self._fork(warm_up=self._should_warm_up())
                 if spare is not None:
                     self.spares.append(spare)
+                else:
+                    retry_at = time.monotonic() + 1.0
             for key, _ in events:
                 if key.data == "wake":
                     with contextlib.suppress(BlockingIOError):
                         while self.wake_r.recv(4096):
                             pass
                     self._reap()
+                elif isinstance(key.data, _Proc):
+                    self._is_warming(key.data)
                 elif key.data == "ctrl":
                     data = self.ctrl.recv(1 << 20)
                     if not data:
@@ -164,13 +195,21 @@ class WarmParent:
                     os.killpg(pid, signal.SIGKILL)
         elif kind == "release":
             self.busy.discard(frame["job_id"])
+            cpu = frame.get("cpu_seconds")
+            if isinstance(cpu, int | float):
+                self.job_cpu += _CPU_AVERAGE_WEIGHT * (float(cpu) - self.job_cpu)
         elif kind == "spares":
             self.slots = max(0, int(frame.get("count", 0)))
-            self.warm_up = bool(frame.get("warm_up", True))
+            self.warm_up = str(frame.get("warm_up", "auto"))
             while len(self.spares) > self.slots:
-                self._close_pipe(self.spares.pop())  # EOF without a job: the spare exits
+                self._close_pipes(self.spares.pop())  # EOF without a job: the spare exits
         elif kind == "shutdown":
             self._exit(0)
+
+    def _should_warm_up(self) -> bool:
+        if self.warm_up == "auto":
+            return self.job_cpu >= WARM_UP_MIN_JOB_CPU
+        return self.warm_up == "always"
 
     # ---- processes -----------------------------------------------------------------------------
 
@@ -180,49 +219,97 @@ class WarmParent:
         except OSError:
             return None
         try:
-            pid = os.fork()
+            state_r, state_w = os.pipe()
         except OSError:
             os.close(rfd)
             os.close(wfd)
             return None
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (rfd, wfd, state_r, state_w):
+                os.close(fd)
+            return None
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             code = EXIT_SETUP_FAILED
             try:
-                code = self._child(rfd, warm_up)
+                code = self._child(rfd, state_w, warm_up)
             finally:
                 os._exit(code)
         os.close(rfd)
+        os.close(state_w)
         os.set_blocking(wfd, False)
-        proc = _Proc(pid, wfd)
+        os.set_blocking(state_r, False)
+        proc = _Proc(pid, wfd, state_r)
         self.procs[pid] = proc
+        self.selector.register(state_r, selectors.EVENT_READ, proc)
         return proc
+
+    def _is_warming(self, proc: _Proc) -> bool:
+        """Whether a spare is in the middle of its warm-up (from its state pipe, never blocking)."""
+        while proc.sfd is not None:
+            try:
+                data = os.read(proc.sfd, 64)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:  # warmed up, or never going to: it waits for a job
+                self._close_state(proc)
+                proc.warming = False
+                if proc.job_id is None and proc.pid in self.procs:
+                    send_frame(
+                        self.ctrl, {"t": "spare_ready", "pid": proc.pid, "warmed": proc.warmed}
+                    )
+            else:
+                proc.warming = proc.warmed = True
+        return proc.warming
+
+    def _close_state(self, proc: _Proc) -> None:
+        if proc.sfd is not None:
+            self.selector.unregister(proc.sfd)
+            os.close(proc.sfd)
+            proc.sfd = None
+
+    def _take_spare(self) -> _Proc | None:
+        for proc in self.spares:
+            if not self._is_warming(proc):
+                self.spares.remove(proc)
+                return proc
+        # Only spares that are warming up (they stay for later jobs), or none: a fresh process.
+        fresh = self._fork(warm_up=False)
+        if fresh is not None:
+            fresh.fresh = True
+        return fresh
 
     def _run(self, frame: dict[str, Any]) -> None:
         job_id = frame["job_id"]
         payload = json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         for _ in range(3):
-            proc = self.spares.popleft() if self.spares else self._fork(warm_up=False)
+            proc = self._take_spare()
             if proc is None:
                 break
             assert proc.wfd is not None
             try:
                 written = os.write(proc.wfd, payload)
             except BlockingIOError:
-                written = 0  # a spare still in a warm-up step: the rest goes out when it reads
+                written = 0  # the pipe is full: the rest goes out as the process reads it
             except OSError:
                 # It died before it could take the job; it is reaped as an idle spare.
-                self._close_pipe(proc)
+                self._close_pipes(proc)
                 continue
             proc.job_id = job_id
             self.pids[job_id] = proc.pid
             self.busy.add(job_id)
             self.spare_failures = 0
+            self._close_state(proc)
             if written < len(payload):
                 self.outbox[proc.wfd] = (proc, bytearray(payload[written:]))
                 self.selector.register(proc.wfd, selectors.EVENT_WRITE, "pipe")
             else:
-                self._close_pipe(proc)
-            send_frame(self.ctrl, {"t": "spawned", "job_id": job_id, "pid": proc.pid})
+                self._close_pipes(proc)
+            kind = "fresh" if proc.fresh else "warm" if proc.warmed else "cold"
+            send_frame(self.ctrl, {"t": "spawned", "job_id": job_id, "pid": proc.pid, "kind": kind})
             return
         send_frame(
             self.ctrl,
@@ -239,9 +326,10 @@ class WarmParent:
             written = len(rest)  # the process is gone: its exit tells the executor
         del rest[:written]
         if not rest:
-            self._close_pipe(proc)
+            self._close_pipes(proc)
 
-    def _close_pipe(self, proc: _Proc) -> None:
+    def _close_pipes(self, proc: _Proc) -> None:
+        self._close_state(proc)
         if proc.wfd is None:
             return
         if self.outbox.pop(proc.wfd, None) is not None:
@@ -260,7 +348,7 @@ class WarmParent:
             proc = self.procs.pop(pid, None)
             if proc is None:
                 continue
-            self._close_pipe(proc)
+            self._close_pipes(proc)
             # Anything the process left running in its session dies with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
@@ -284,6 +372,7 @@ class WarmParent:
     def _spare_died(self, proc: _Proc, status: int) -> None:
         with contextlib.suppress(ValueError):
             self.spares.remove(proc)
+        send_frame(self.ctrl, {"t": "spare_gone", "pid": proc.pid})
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             return  # retired: its pipe was closed without a job
         # A spare that keeps dying would be forked again and again: first stop warming spares up
@@ -291,13 +380,13 @@ class WarmParent:
         self.spare_failures += 1
         if self.spare_failures >= _SPARE_FAILURES_LIMIT:
             self.spare_failures = 0
-            if self.warm_up:
-                self.warm_up = False
+            if self.warm_up != "never":
+                self.warm_up = "never"
             else:
                 self.slots = 0
             print(
                 f"warm parent: spares keep dying (status {status}); "
-                f"warm-up {'on' if self.warm_up else 'off'}, spares {self.slots}",
+                f"warm-up {self.warm_up}, spares {self.slots}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -310,7 +399,7 @@ class WarmParent:
 
     # ---- in the spare process -----------------------------------------------------------------
 
-    def _child(self, rfd: int, warm_up: bool) -> int:  # pragma: no cover - child process
+    def _child(self, rfd: int, state_fd: int, warm_up: bool) -> int:  # pragma: no cover - child
         parent = os.getppid()
         os.setsid()
         if _LIBC is not None:
@@ -322,13 +411,15 @@ class WarmParent:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # Close the parent's descriptors through their objects first, so that no Python object
-        # later closes a number the job has reused; then everything else above stderr but the
-        # job pipe (the control socket, other spares' pipes).
+        # later closes a number the job has reused; then everything else above stderr but its
+        # own two pipes (the control socket, other spares' pipes).
         self.selector.close()
         for sock in (self.ctrl, self.wake_r, self.wake_w):
             sock.close()
-        os.closerange(3, rfd)
-        os.closerange(rfd + 1, _max_fd())
+        low, high = sorted((rfd, state_fd))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, _max_fd())
         # Until it has a job, nothing it prints belongs anywhere (not in the service's output).
         null_fd = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -338,7 +429,10 @@ class WarmParent:
         from prefect_qiskit_runtime.server import runner
 
         if warm_up:
+            with contextlib.suppress(OSError):
+                os.write(state_fd, b"w")
             runner.warm_up(lambda: bool(select.select([rfd], [], [], 0)[0]))
+        os.close(state_fd)  # EOF: not warming (any more), a job may come
         chunks = []
         while chunk := os.read(rfd, 1 << 20):
             chunks.append(chunk)
@@ -403,7 +497,9 @@ def _max_fd() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _prepare_process(spec: dict[str, Any]) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:  # pragma: no cover - child process
+def _prepare_process(  # pragma: no cover - child process
+    spec: dict[str, Any],
+) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
     """Working directory, log file on fds 1 and 2, stdin from /dev/null, limits, fresh RNG state.
 
     Returns:
