@@ -1,9 +1,12 @@
 """The FastAPI application: thin routes over the store, the scheduler and the broker.
 
 ``create_app(config)`` builds one service instance. Routes that only touch the database are plain
-``def`` functions (run in the thread pool); only the ones that wait (long-poll, websocket stream,
-raw bodies) are ``async``. Every error answer has the body ``{"error": {"message", "code"}}``; no
-input, however malformed, should produce a 500.
+``def`` functions (run in the thread pool); the ones that wait (long-polls, websocket stream, raw
+bodies) are ``async``. Trips to the thread pool cost about as much as a trivial request's SQL, so
+the per-request path avoids them: the token check is a coroutine served from the authorisation
+cache (``auth.TokenCache``), and the async routes read a SQLite store inline (``auth.store_read``).
+Every error answer has the body ``{"error": {"message", "code"}}``; no input, however malformed,
+should produce a 500.
 
 The URL layout and the wire extensions are fixed in ``docs/internals.md``; the protocol the old
 client speaks is ``spec/runtime-api.md``.
@@ -45,7 +48,7 @@ from prefect_qiskit_runtime.server.auth import (
     error_response,
     store_read,
 )
-from prefect_qiskit_runtime.server.broker import Broker, Subscription
+from prefect_qiskit_runtime.server.broker import Broker, JobEvent, Subscription
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor
 from prefect_qiskit_runtime.server.scheduler import Scheduler
@@ -1230,7 +1233,7 @@ def _add_job_routes(app: FastAPI) -> None:
     ) -> Response:
         """``{"messages": [{"seq", "message"}]}`` in order, optionally only after ``after``."""
         store = _runtime(request).store
-        if store.get_job(job_id, user.id) is None:
+        if store.get_job(job_id, user.id, light=True) is None:
             raise _job_not_found(job_id)
         messages: list[tuple[int, str]] = []
         cursor = after
@@ -1266,19 +1269,22 @@ async def _wait_for_job(
             remaining = deadline - time.monotonic()
             if job.is_final or remaining <= 0:
                 return job
-            await _next_final_event(sub, min(remaining, RECHECK_SECONDS))
+            event = await _next_final_event(sub, min(remaining, RECHECK_SECONDS))
+            if event is not None and isinstance(event.job, Job) and event.job.is_final:
+                # The scheduler published the job as it stored it: no need to read it again.
+                return event.job
 
 
-async def _next_final_event(sub: Subscription, timeout: float) -> None:
-    """Wait until a ``final`` event arrives on ``sub`` or ``timeout`` passes."""
+async def _next_final_event(sub: Subscription, timeout: float) -> JobEvent | None:
+    """Wait until a ``final`` event arrives on ``sub`` (returned) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return
+            return None
         event = await sub.get(remaining)
         if event is None or event.kind == "final":
-            return
+            return event
 
 
 def _add_stream_route(app: FastAPI) -> None:

@@ -14,16 +14,20 @@ import asyncio
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One event of a job: ``kind`` is ``"message"`` (with ``seq`` and ``data``) or ``"final"``."""
+    """One event of a job: ``kind`` is ``"message"`` (with ``seq`` and ``data``) or ``"final"``
+    (with ``status``, and the stored job itself when the publisher has it, so that waiters need
+    not read it again; treat it as read-only)."""
 
     kind: str
     seq: int = 0
     data: str = ""
     status: str = ""
+    job: Any = None
 
 
 class Subscription:
@@ -103,9 +107,15 @@ class Broker:
         """Announce the stored message ``seq`` of ``job_id``."""
         self._publish(job_id, JobEvent("message", seq=seq, data=data))
 
-    def publish_final(self, job_id: str, status: str) -> None:
-        """Announce that ``job_id`` reached a final status (or was deleted)."""
-        self._publish(job_id, JobEvent("final", status=status))
+    def publish_final(self, job_id: str, status: str, job: Any = None) -> None:
+        """Announce that ``job_id`` reached a final status (or was deleted).
+
+        Args:
+            job_id: The job.
+            status: Its final status, or ``"DELETED"``.
+            job: The job as stored with that status, if the publisher has it.
+        """
+        self._publish(job_id, JobEvent("final", status=status, job=job))
 
     def _publish(self, job_id: str, event: JobEvent) -> None:
         with self._lock:

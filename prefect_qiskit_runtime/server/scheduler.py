@@ -4,6 +4,12 @@ The scheduler owns the job state machine. It claims QUEUED jobs from the store (
 the executor has room, hands them over with a fresh working directory, numbers and stores what the
 program publishes, and records how each job ended. Nothing here runs program code.
 
+The hot path avoids trips through the queue: a submission that finds a free slot (and no older
+job queued) creates its job already claimed (``reserve_slot`` / ``take_reserved``), and a finishing
+job's slot goes to the next queued job in the same worker-thread trip that records the outcome.
+Every claim first promises its slots (``_reserve``), so running jobs plus promised slots never
+exceed the executor's capacity, whichever path claims.
+
 State rules:
 
 - A job is RUNNING from the moment this instance claims it.
@@ -79,6 +85,7 @@ class Scheduler:
         #: Slots promised to a claim in progress (the dispatcher's, or a route's that creates a job
         #: already claimed); ``len(running) + _reserved`` never exceeds the executor's capacity.
         self._reserved = 0
+        self._contended = False
         self._slots = threading.Lock()
         #: Tasks started from callbacks (hand-overs, watchdogs), referenced until they end.
         self._handovers: set[asyncio.Future[None]] = set()
@@ -200,22 +207,35 @@ class Scheduler:
         with self._slots:
             free = self.executor.capacity - len(self.running) - self._reserved
             taken = max(0, free if wanted is None else min(wanted, free))
+            if taken < (wanted or 1) and self._reserved:
+                # Someone found the slots promised to a claim in progress; if that claim leaves
+                # one unused, the dispatcher must look at the queue again (see _settle).
+                self._contended = True
             self._reserved += taken
             return taken
 
     def _release(self, count: int) -> None:
+        self._settle(count, 0)
+
+    def _settle(self, reserved: int, used: int) -> None:
+        """End a promise of ``reserved`` slots of which ``used`` became running jobs."""
         with self._slots:
-            self._reserved -= count
+            self._reserved -= reserved
+            wake = used < reserved and self._contended
+            if wake:
+                self._contended = False
+        if wake:
+            self.kick()
 
     def _start(self, claimed: list[ClaimedJob], reserved: int) -> list[JobSpec]:
         """Turn ``reserved`` promised slots into running ``claimed`` jobs (on the event loop)."""
         assert self._loop is not None
         with self._slots:
-            self._reserved -= reserved
             for item in claimed:
                 self.running[item.job.id] = _Running(
                     job_id=item.job.id, workdir=self.config.jobs_dir / item.job.id
                 )
+        self._settle(reserved, len(claimed))
         specs = []
         for item in claimed:
             job = item.job
@@ -334,7 +354,9 @@ class Scheduler:
         status, reason, result, error = _map_outcome(outcome)
         workdir = running.workdir if running else self.config.jobs_dir / job_id
 
-        reserved = 0 if self._stopping else self._reserve(None)
+        # The freed slot goes to the oldest queued job, claimed in the same trip to a thread; only
+        # that one slot, so that a submission arriving meanwhile still finds the others free.
+        reserved = 0 if self._stopping else self._reserve(1)
 
         def record() -> tuple[FinishOutcome, list[ClaimedJob]]:
             # One trip to a worker thread for all of it (a trip costs about as much as the SQL):
@@ -349,7 +371,7 @@ class Scheduler:
                     error=error,
                     logs=outcome.logs,
                 )
-                self.broker.publish_final(job_id, done.status or status.value)
+                self.broker.publish_final(job_id, done.status or status.value, done.job)
                 claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
                 return done, claimed
             finally:

@@ -265,6 +265,33 @@ _BUMP_MESSAGES = (
     .values(message_count=JOBS.c.message_count + bindparam("count", type_=Integer))
 )
 _BUMP_MESSAGES_RETURNING = _BUMP_MESSAGES.returning(JOBS.c.message_count)
+_CLAIMABLE = (
+    _JOB_LIGHT.where(JOBS.c.status == JobState.QUEUED.value)
+    .order_by(JOBS.c.n)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIMABLE_SKIP_LOCKED = _CLAIMABLE.with_for_update(skip_locked=True)
+_SOURCES = select(PROGRAMS.c.id, PROGRAMS.c.data).where(
+    PROGRAMS.c.id.in_(bindparam("program_ids", expanding=True))
+)
+_MARK_RUNNING = (
+    update(JOBS)
+    .where(JOBS.c.n.in_(bindparam("ns", expanding=True)))
+    .values(
+        status=JobState.RUNNING.value,
+        instance_id=bindparam("instance"),
+        started=bindparam("now", type_=UTCDateTime),
+    )
+)
+_FINISH_FIELDS = ("status", "reason_code", "result", "error", "ended")
+_FINISH = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobState.RUNNING.value)
+    .values({name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in _FINISH_FIELDS})
+)
+_FINISH_WITH_LOGS = _FINISH.values(logs=bindparam("new_logs", type_=Text))
+_FINISH_RETURNING = _FINISH.returning(*JOBS.c)
+_FINISH_WITH_LOGS_RETURNING = _FINISH_WITH_LOGS.returning(*JOBS.c)
 _ANSWER = select(IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.body).where(
     IDEMPOTENCY.c.user_id == bindparam("user_id"), IDEMPOTENCY.c.key == bindparam("key")
 )
@@ -360,6 +387,8 @@ class FinishOutcome:
     """The job still exists (it may have been deleted while running)."""
     status: str | None
     """The job's status after the call."""
+    job: Job | None = None
+    """The job as stored by the call, when it was applied and the database returns rows."""
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -1041,22 +1070,15 @@ class Store:
         """
         if limit <= 0:
             return []
-        query = (
-            _JOB_LIGHT.where(JOBS.c.status == JobState.QUEUED.value).order_by(JOBS.c.n).limit(limit)
-        )
-        if self._skip_locked:
-            query = query.with_for_update(skip_locked=True)
+        query = _CLAIMABLE_SKIP_LOCKED if self._skip_locked else _CLAIMABLE
         claimed: list[ClaimedJob] = []
         with self.core_write() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, {"limit": limit}).all()
             if not rows:
                 return []
             program_ids = sorted({row.program_id for row in rows})
             sources: dict[str, str] = {
-                pid: data
-                for pid, data in conn.execute(
-                    select(PROGRAMS.c.id, PROGRAMS.c.data).where(PROGRAMS.c.id.in_(program_ids))
-                )
+                pid: data for pid, data in conn.execute(_SOURCES, {"program_ids": program_ids})
             }
             now = utcnow()
             running: list[int] = []
@@ -1088,11 +1110,7 @@ class Store:
                 running.append(job.n)
                 claimed.append(ClaimedJob(job=job, program_source=source))
             if running:
-                conn.execute(
-                    update(JOBS)
-                    .where(JOBS.c.n.in_(running))
-                    .values(status=JobState.RUNNING.value, instance_id=instance_id, started=now)
-                )
+                conn.execute(_MARK_RUNNING, {"ns": running, "instance": instance_id, "now": now})
         return claimed
 
     def finish_job(
@@ -1114,25 +1132,26 @@ class Store:
         """
         now = utcnow()
         values: dict[str, Any] = {
-            "status": status.value,
-            "reason_code": reason_code.value if reason_code else None,
-            "result": result,
-            "error": error,
-            "ended": now,
+            "job_id": job_id,
+            "new_status": status.value,
+            "new_reason_code": reason_code.value if reason_code else None,
+            "new_result": result,
+            "new_error": error,
+            "new_ended": now,
         }
         if logs is not None:
-            values["logs"] = logs
+            values["new_logs"] = logs
         with self.core_write() as conn:
             # One conditional update in the usual case; the status test makes it safe against a
             # cancel committed meanwhile, by this or another instance.
-            applied = _rowcount(
-                conn.execute(
-                    update(JOBS)
-                    .where(JOBS.c.id == job_id, JOBS.c.status == JobState.RUNNING.value)
-                    .values(values)
-                )
-            )
-            if applied:
+            if self._update_returning:
+                # The stored job comes back with the update: waiters get it with the event.
+                query = _FINISH_RETURNING if logs is None else _FINISH_WITH_LOGS_RETURNING
+                row = conn.execute(query, values).first()
+                if row is not None:
+                    job = _job_from_row(row)
+                    return FinishOutcome(applied=True, exists=True, status=job.status, job=job)
+            elif _rowcount(conn.execute(_FINISH if logs is None else _FINISH_WITH_LOGS, values)):
                 return FinishOutcome(applied=True, exists=True, status=status.value)
             row = conn.execute(
                 select(JOBS.c.status, JOBS.c.ended).where(JOBS.c.id == job_id)

@@ -154,12 +154,17 @@ class WarmParent:
         retry_at = 0.0  # after a failed fork, when to try the next spare
         while True:
             timeout: float | None = None
-            if len(self.spares) < self.slots - len(self.busy):
+            free = self.slots - len(self.busy)
+            # One spare per free slot, and one even when every slot is busy: the next job comes
+            # the moment a job ends, before a spare for the freed slot could be forked.
+            if len(self.spares) < max(free, min(self.slots, 1)):
                 # Spares are forked only when nothing else waits: a job never queues behind one.
                 timeout = max(0.0, retry_at - time.monotonic())
             events = self.selector.select(timeout)
             if not events and timeout is not None:
-                spare = self._fork(warm_up=self._should_warm_up())
+                # Only a spare for a free slot warms up: with every slot busy, the CPU is too.
+                warm = len(self.spares) < free and self._should_warm_up()
+                spare = self._fork(warm_up=warm)
                 if spare is not None:
                     self.spares.append(spare)
                 else:
