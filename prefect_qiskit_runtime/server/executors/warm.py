@@ -5,35 +5,39 @@ Started by :class:`~prefect_qiskit_runtime.server.executors.local.LocalExecutor`
 inherits none of the service's sockets or database connections), it talks to the executor over the
 control socket ``CONTROL_FD`` (frames of :mod:`.ipc`):
 
-- in: ``spares`` (how many spare processes to keep; ``warm_up``: ``auto``, ``always`` or
-  ``never``, see the policy below), ``run`` (start
-  a job), ``kill`` (SIGKILL a job's process group), ``release`` (the executor has finished a job,
-  with the CPU time the job used; its slot may get a spare again, even if the process has not been
-  reaped yet), ``shutdown``;
-- out: ``ready`` (imports done), ``spawned`` (with the kind of process the job got: a ``warm``
-  spare, a ``cold`` one, or a ``fresh`` fork), ``spawn_failed``, ``exited`` (wait status and
-  usage), ``spare_ready`` (an idle spare waits for a job, warmed up or not), ``spare_gone``.
+- in: ``spares`` (how many slots to keep spares for; ``warm_up``: ``auto``, ``always`` or
+  ``never``, see below), ``run`` (start a job), ``kill`` (SIGKILL a job's process group),
+  ``release`` (the executor has finished a job, with the CPU time the job used: its slot may get a
+  spare again, even before the process is reaped), ``shutdown``;
+- out: ``ready`` (imports done), ``spawned`` (with the kind of process the job got: a ``warm`` or
+  ``cold`` spare, or a ``fresh`` fork), ``spawn_failed``, ``exited`` (wait status and usage),
+  ``spare_ready`` (an idle spare waits for a job, warmed up or not), ``spare_gone``.
 
-**Spares.** For every free slot (``spares`` minus the jobs that hold one) the warm parent forks a
-spare process ahead of time, whenever it has nothing else to do. A spare starts its own session (so
-one ``killpg`` ends it and anything it starts), dies with the warm parent (``PR_SET_PDEATHSIG``),
-closes every inherited descriptor except the read end of its own job pipe, puts ``/dev/null`` on
-fds 0-2, may run :func:`~prefect_qiskit_runtime.server.runner.warm_up` (no user code), and
-blocks on the pipe. ``run`` hands the job's frame to the oldest spare that is not in the middle of
-its warm-up, through its pipe (the write end is closed after it, so the spare reads to EOF); when
-every spare is warming up, or none is left, a fresh process is forked for the job, so a job never
-waits for a warm-up. Only then does the process take on the job: it connects to the executor's unix
-socket, redirects fds 1 and 2 to ``job.log`` in the job's working directory (so output of C
-extensions is caught too), applies the job's memory limit and calls
-:func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose pipe closes without a job exits.
+**Spares.** The warm parent keeps one spare process per free slot (``spares`` minus the jobs that
+hold a slot), and one even when every slot is busy (the next job arrives the moment a job ends,
+before a spare for the freed slot could be forked). It forks them only when it has nothing else
+to do. A spare starts its own session (so one ``killpg`` ends it and anything it starts), dies
+with the warm parent (``PR_SET_PDEATHSIG``), closes every inherited descriptor except its own two
+pipes (job in, state out), puts ``/dev/null`` on fds 0-2, may run
+:func:`~prefect_qiskit_runtime.server.runner.warm_up` (no user code; it writes ``w`` to its state
+pipe first and closes the pipe when done), and blocks on its job pipe. ``run`` hands the job's
+frame to the oldest spare that is not in the middle of its warm-up (the write end is closed after
+it, so the spare reads to EOF); when every spare is warming up, or none is left, a fresh process
+is forked for the job, so a job never waits for a warm-up. Only then does the process take on the
+job: it connects to the executor's unix socket, redirects fds 1 and 2 to ``job.log`` in the
+job's working directory (so output of C extensions is caught too), applies the job's memory limit
+and calls :func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose job pipe closes
+without a job exits.
 
 **Warm-up policy.** The warm-up costs a spare about 35 ms of CPU and saves a job that uses Aer and
 the transpiler 15-20 ms (an estimator or sampler job runs in about 9 ms instead of 25); a trivial
-job gains nothing from it. New spares therefore warm up only while the jobs of late use enough CPU
-to be of the kind that gains (a moving average of at least ``WARM_UP_MIN_JOB_CPU``; even warmed up,
-an Aer job uses about 9 ms and a trivial one under 1 ms): a stream of trivial jobs keeps its CPU
-for itself, a hybrid loop of estimator jobs gets warm processes. That is ``warm_up="auto"``;
-``always`` and ``never`` override it.
+job gains nothing from it. A new spare therefore warms up only on a free core (the jobs running
+and the spares warming up are fewer than the cores this process may use: under full load the
+warm-up would take CPU from jobs) and, with ``warm_up="auto"``, only while the jobs of late used
+enough CPU to be of the kind that gains: a moving average of at least ``WARM_UP_MIN_JOB_CPU``
+(even warmed up, an Aer job uses about 9 ms, a trivial one under 1 ms). A stream of trivial jobs
+keeps its CPU for itself; a hybrid loop of estimator jobs gets warm processes. ``always`` skips
+the CPU-time test, ``never`` turns warm-ups off.
 
 When the control socket closes (the service is gone), the warm parent kills every process and exits.
 """
@@ -99,6 +103,7 @@ class _Proc:
     wfd: int | None  # the write end of its job pipe, until the job's frame is written
     sfd: int | None  # the read end of its state pipe: b"w" when a warm-up starts, EOF when done
     job_id: str | None = None
+    warm_up: bool = False  # forked to warm up
     warming: bool = False
     warmed: bool = False
     fresh: bool = False  # forked for a job that found no spare ready
@@ -124,6 +129,7 @@ class WarmParent:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
         self.baseline_kb = 0
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
     def serve(self) -> None:
         """Preload, announce readiness, then handle control frames, child exits and spares."""
@@ -162,9 +168,7 @@ class WarmParent:
                 timeout = max(0.0, retry_at - time.monotonic())
             events = self.selector.select(timeout)
             if not events and timeout is not None:
-                # Only a spare for a free slot warms up: with every slot busy, the CPU is too.
-                warm = len(self.spares) < free and self._should_warm_up()
-                spare = self._fork(warm_up=warm)
+                spare = self._fork(warm_up=self._should_warm_up())
                 if spare is not None:
                     self.spares.append(spare)
                 else:
@@ -212,9 +216,13 @@ class WarmParent:
             self._exit(0)
 
     def _should_warm_up(self) -> bool:
-        if self.warm_up == "auto":
-            return self.job_cpu >= WARM_UP_MIN_JOB_CPU
-        return self.warm_up == "always"
+        if self.warm_up == "never":
+            return False
+        if self.warm_up == "auto" and self.job_cpu < WARM_UP_MIN_JOB_CPU:
+            return False
+        # Only on a core that is free: not taken by a job, nor by another spare's warm-up.
+        warming = sum(1 for proc in self.spares if proc.warm_up and proc.sfd is not None)
+        return len(self.busy) + warming < self.cores
 
     # ---- processes -----------------------------------------------------------------------------
 
@@ -245,7 +253,7 @@ class WarmParent:
         os.close(state_w)
         os.set_blocking(wfd, False)
         os.set_blocking(state_r, False)
-        proc = _Proc(pid, wfd, state_r)
+        proc = _Proc(pid, wfd, state_r, warm_up=warm_up)
         self.procs[pid] = proc
         self.selector.register(state_r, selectors.EVENT_READ, proc)
         return proc
