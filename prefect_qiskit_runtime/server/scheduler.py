@@ -360,8 +360,9 @@ class Scheduler:
 
         def record() -> tuple[FinishOutcome, list[ClaimedJob]]:
             # One trip to a worker thread for all of it (a trip costs about as much as the SQL):
-            # store the outcome, announce it, claim the next queued jobs for the freed slot,
-            # then clean up the working directory.
+            # store the outcome, clean up the working directory, announce the end, claim the
+            # next queued jobs for the freed slot. The directory goes before the announcement so
+            # that whoever learns of the end never finds the job's files still there.
             try:
                 done = self.store.finish_job(
                     job_id,
@@ -371,11 +372,11 @@ class Scheduler:
                     error=error,
                     logs=outcome.logs,
                 )
-                self.broker.publish_final(job_id, done.status or status.value, done.job)
-                claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
-                return done, claimed
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
+            self.broker.publish_final(job_id, done.status or status.value, done.job)
+            claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
+            return done, claimed
 
         try:
             done, claimed = await asyncio.to_thread(record)
