@@ -813,52 +813,6 @@ class Store:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def new_job(
-        self,
-        s: Session,
-        *,
-        owner_id: str,
-        program_id: str,
-        backend: str,
-        params: str,
-        hub: str,
-        group: str,
-        project: str,
-        log_level: str | None,
-        runtime: str | None,
-        cost: int | None = None,
-    ) -> Job:
-        """Add a QUEUED job inside an open write session (see :meth:`idempotent`).
-
-        ``cost`` is the job's own execution-time limit; ``None`` takes the program's.
-
-        Raises:
-            StoreError: ``PROGRAM_NOT_FOUND`` if the program vanished meanwhile.
-        """
-        program = s.scalars(
-            select(Program).where(Program.id == program_id, self._visible_programs(owner_id))
-        ).first()
-        if program is None:
-            raise StoreError("PROGRAM_NOT_FOUND", f"Program {program_id!r} not found.")
-        job = Job(
-            id=new_job_id(),
-            owner_id=owner_id,
-            program_id=program_id,
-            backend=backend,
-            params=params,
-            hub=hub,
-            group=group,
-            project=project,
-            log_level=log_level,
-            runtime=runtime,
-            cost=cost or program.cost,
-            status=JobState.QUEUED.value,
-            created=utcnow(),
-        )
-        s.add(job)
-        s.flush()
-        return job
-
     def runnable_program(self, program_id: str, user_id: str) -> ProgramInfo | None:
         """What a job submission needs of a program the user can see (never its source)."""
         with self.core_read() as conn:
@@ -886,8 +840,8 @@ class Store:
     ) -> tuple[Answer, ClaimedJob | None]:
         """Queue a job and remember the answer with its idempotency key, in one transaction.
 
-        The same contract as :meth:`idempotent` with :meth:`new_job` (a repeated key returns the
-        first answer and creates nothing), in SQLAlchemy Core: this is the hottest write.
+        The same contract as :meth:`idempotent` (a repeated key returns the first answer and
+        creates nothing), in SQLAlchemy Core: this is the hottest write.
 
         With ``claim_for``, and no older job waiting in the queue, the job is created already
         claimed by that instance (RUNNING, as :meth:`claim_jobs` would leave it): a job submitted

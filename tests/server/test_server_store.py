@@ -10,6 +10,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -48,21 +49,23 @@ def _program(store: Store, owner: str) -> str:
 def _jobs(store: Store, owner: str, program_id: str, n: int) -> list[str]:
     ids = []
     for _ in range(n):
-        with store.write() as s:
-            job = store.new_job(
-                s,
-                owner_id=owner,
-                program_id=program_id,
-                backend="aer_simulator",
-                params="{}",
-                hub="local",
-                group="default",
-                project="main",
-                log_level=None,
-                runtime=None,
-            )
-            ids.append(job.id)
+        answer, _ = store.create_job(**_job_fields(owner, program_id))
+        ids.append(answer.body["id"])
     return ids
+
+
+def _job_fields(owner: str, program_id: str) -> dict[str, Any]:
+    return {
+        "owner_id": owner,
+        "program_id": program_id,
+        "backend": "aer_simulator",
+        "params": "{}",
+        "hub": "local",
+        "group": "default",
+        "project": "main",
+        "log_level": None,
+        "runtime": None,
+    }
 
 
 def test_every_job_is_claimed_once_by_competing_instances(db: str) -> None:
@@ -177,23 +180,8 @@ def test_idempotency_key_under_concurrency(db: str) -> None:
 
     def submit() -> None:
         store = Store(db, create=False)
-
-        def create(s: object) -> Answer:
-            job = store.new_job(
-                s,  # type: ignore[arg-type]
-                owner_id=user.id,
-                program_id=program,
-                backend="aer_simulator",
-                params="{}",
-                hub="local",
-                group="default",
-                project="main",
-                log_level=None,
-                runtime=None,
-            )
-            return Answer(201, {"id": job.id})
-
-        answers.append(store.idempotent(user.id, "key-1", "POST /runtime/jobs", create))
+        answer, _ = store.create_job(**_job_fields(user.id, program), idempotency_key="key-1")
+        answers.append(answer)
         store.dispose()
 
     threads = [threading.Thread(target=submit) for _ in range(10)]
