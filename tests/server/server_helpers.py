@@ -32,6 +32,7 @@ import time
 
 def main(backend, user_messenger, seconds=600, **kwargs):
     print("sleeper started", flush=True)
+    user_messenger.publish({"started": True})
     time.sleep(seconds)
     return "woke up"
 """
@@ -197,9 +198,14 @@ class Api:
             time.sleep(0.05)
 
     def wait_running(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
-        """Wait until the program has really started (its first line is flushed... or it is
-        RUNNING)."""
-        return self.wait_for(job_id, lambda j: j["status"] == "RUNNING", timeout)
+        """Wait until the program has really started: RUNNING and its first interim result stored.
+
+        RUNNING alone is not enough: a job submitted to an idle service is RUNNING from its
+        submission, before its process exists. Every program these tests wait on publishes once
+        when it starts (see ``SLEEPER``)."""
+        return self.wait_for(
+            job_id, lambda j: j["status"] == "RUNNING" and j["message_count"] >= 1, timeout
+        )
 
     def cancel_pending(self) -> None:
         """Cancel every QUEUED or RUNNING job of this user (test clean-up)."""
