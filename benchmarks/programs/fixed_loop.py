@@ -7,8 +7,9 @@ result ``{"iteration", "energy", "parameters"}`` published per iteration as ``vq
 """
 
 import numpy as np
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer.primitives import EstimatorV2
+
+from prefect_qiskit_runtime.server.backends import preset_pass_manager
 
 
 def main(backend, user_messenger, circuit, observable, parameter_vectors, publish=True, **kwargs):
@@ -23,9 +24,8 @@ def main(backend, user_messenger, circuit, observable, parameter_vectors, publis
     Returns:
         ``{"energies": [...]}``, one float per vector.
     """
-    # The backend's target, not the backend: Aer rebuilds its target on every attribute access.
-    manager = generate_preset_pass_manager(1, target=backend.target)
-    isa = manager.run(circuit)
+    # As in vqe: the worker's pass manager for the backend, built once in the warm parent.
+    isa = preset_pass_manager(1, backend).run(circuit)
     mapped = observable.apply_layout(isa.layout)
     estimator = EstimatorV2.from_backend(backend, options={"default_precision": 0.0})
     energies = []

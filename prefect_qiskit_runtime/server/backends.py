@@ -32,6 +32,7 @@ __all__ = [
     "list_configurations",
     "names",
     "num_qubits",
+    "preset_pass_manager",
 ]
 
 _ONLINE_DATE = "2024-01-01T00:00:00Z"
@@ -278,10 +279,52 @@ def build_backend(name: str, *, cached: bool = False) -> BackendV2:
 
 
 def warm_up() -> None:
-    """Build and cache every backend (used by the warm parent before it forks jobs)."""
+    """Build and cache every backend and its level-1 pass manager (in the warm parent)."""
     for name in _CATALOGUE:
         backend = build_backend(name, cached=True)
-        _ = backend.target  # computed once here rather than in every job
+        preset_pass_manager(1, backend)
+
+
+# (backend, target, level, seed) -> (backend, target, pass manager). The backend and target stay
+# referenced by the value, so the ids in the key cannot be reused by other objects.
+_PASS_MANAGERS: dict[tuple[int, int, int, int | None], tuple[Any, Any, Any]] = {}
+
+
+def preset_pass_manager(
+    optimization_level: int, backend: BackendV2, seed_transpiler: int | None = None
+) -> Any:
+    """Qiskit's preset pass manager for ``backend``, built once per process and reused.
+
+    Building one costs 3 ms in a warm process and 7 ms in a freshly forked job, more than
+    transpiling a small circuit with it. The warm parent builds the level-1 manager of every cached
+    backend before it forks, so a job that asks for it gets it ready; the same manager then serves
+    every circuit of that job (a ``PassManager`` keeps no state between ``run`` calls). Should a
+    program change its backend's options in a way that changes the target, the manager is built
+    afresh for the new target.
+
+    Args:
+        optimization_level: 0 to 3, as for ``generate_preset_pass_manager``.
+        backend: The backend the circuits are for.
+        seed_transpiler: Seed of the stochastic passes; ``None`` leaves them random.
+
+    Returns:
+        A ``StagedPassManager``.
+
+    Example:
+        >>> backend = build_backend("aer_simulator", cached=True)  # doctest: +SKIP
+        >>> isa_circuit = preset_pass_manager(1, backend).run(circuit)  # doctest: +SKIP
+    """
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    target = backend.target
+    key = (id(backend), id(target), int(optimization_level), seed_transpiler)
+    entry = _PASS_MANAGERS.get(key)
+    if entry is None:
+        manager = generate_preset_pass_manager(
+            int(optimization_level), backend, seed_transpiler=seed_transpiler
+        )
+        entry = _PASS_MANAGERS[key] = (backend, target, manager)
+    return entry[2]
 
 
 def _build(b: BackendInfo) -> BackendV2:

@@ -261,15 +261,11 @@ def preload() -> None:
     import qiskit_aer
     import qiskit_aer.primitives  # noqa: F401
     import scipy.optimize  # noqa: F401
-    from qiskit.transpiler import generate_preset_pass_manager
 
     from prefect_qiskit_runtime.codec import RuntimeDecoder, RuntimeEncoder
     from prefect_qiskit_runtime.server import backends
 
     backends.warm_up()
-    for name in backends.names():
-        for level in (1,):
-            generate_preset_pass_manager(level, backends.build_backend(name, cached=True))
     json.loads(json.dumps({"z": 1j}, cls=RuntimeEncoder), cls=RuntimeDecoder)
 
 
@@ -309,10 +305,9 @@ def warm_up(interrupted: Callable[[], bool]) -> None:
 def _warm_transpile(state: dict[str, Any]) -> None:
     from qiskit import QuantumCircuit
     from qiskit.circuit import Parameter
-    from qiskit.transpiler import generate_preset_pass_manager
 
     from prefect_qiskit_runtime.codec import RuntimeEncoder
-    from prefect_qiskit_runtime.server.backends import build_backend
+    from prefect_qiskit_runtime.server.backends import build_backend, preset_pass_manager
 
     backend = build_backend(WARM_UP_BACKEND, cached=True)
     theta = Parameter("theta")
@@ -321,7 +316,7 @@ def _warm_transpile(state: dict[str, Any]) -> None:
     # The inputs travel as a job's params do: QPY inside RuntimeEncoder JSON.
     text = json.dumps({"pubs": [[circuit, {"Z": 1.0}, [0.5]]]}, cls=RuntimeEncoder)
     pub = decode_inputs(text)["pubs"][0]
-    manager = generate_preset_pass_manager(1, backend)
+    manager = preset_pass_manager(1, backend)
     state["backend"] = backend
     state["circuit"] = manager.run(pub[0])
 

@@ -77,14 +77,17 @@ async def run_program(
     counter = iter(range(1_000_000))
 
     async def run(
-        program_id: str, params: dict[str, Any], backend: str = "aer_simulator"
+        program_id: str,
+        params: dict[str, Any],
+        backend: str = "aer_simulator",
+        source: str | None = None,
     ) -> tuple[Any, list[Any]]:
         job_id = f"{program_id}-{next(counter)}"
         workdir = Path(root / job_id)
         workdir.mkdir()
         spec = JobSpec(
             job_id=job_id,
-            program_source=SOURCES[program_id],
+            program_source=source if source is not None else SOURCES[program_id],
             params_json=json.dumps(params, cls=RuntimeEncoder),
             backend_name=backend,
             log_level=None,
@@ -144,6 +147,40 @@ def test_backend_builds_and_runs_bell(name: str) -> None:
     if doc["coupling_map"]:
         assert backend.coupling_map is not None
         assert sorted(map(list, backend.coupling_map.get_edges())) == doc["coupling_map"]
+
+
+def test_preset_pass_manager_is_built_once_per_backend_level_and_seed() -> None:
+    backend = backends.build_backend("fake_5q_device")
+    manager = backends.preset_pass_manager(1, backend)
+    assert backends.preset_pass_manager(1, backend) is manager
+    assert backends.preset_pass_manager(1, backend, seed_transpiler=3) is not manager
+    assert backends.preset_pass_manager(2, backend) is not manager
+    other = backends.build_backend("fake_5q_device")
+    assert backends.preset_pass_manager(1, other) is not manager
+    # Reused, it maps circuits exactly as a freshly built one with the same seed does.
+    seeded = backends.preset_pass_manager(1, backend, seed_transpiler=11)
+    circuits = [bell(), bell(measure=False)]
+    fresh = [transpile(c, backend, optimization_level=1, seed_transpiler=11) for c in circuits]
+    for _ in range(2):
+        assert [seeded.run(c) for c in circuits] == fresh
+
+
+# The warm parent builds the level-1 pass manager of each backend before it forks, so a job finds
+# it ready instead of paying 3-7 ms to build it.
+PREBUILT_PROBE = """
+from prefect_qiskit_runtime.server import backends
+
+def main(backend, user_messenger):
+    prebuilt = [v[2] for k, v in backends._PASS_MANAGERS.items() if k[0] == id(backend)]
+    return {"prebuilt": len(prebuilt), "reused": backends.preset_pass_manager(1, backend) in prebuilt}
+"""
+
+
+@module_loop
+async def test_jobs_get_the_pass_manager_the_warm_parent_built(run_program: Any) -> None:
+    for name in ("aer_simulator", "fake_27q_device"):
+        result, _ = await run_program("probe", {}, backend=name, source=PREBUILT_PROBE)
+        assert result == {"prebuilt": 1, "reused": True}, name
 
 
 def test_every_builtin_program_has_metadata() -> None:

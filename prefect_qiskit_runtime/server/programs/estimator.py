@@ -12,9 +12,10 @@ import numpy as np
 from qiskit.primitives import BackendEstimatorV2
 from qiskit.primitives.containers import ObservablesArray
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
+
+from prefect_qiskit_runtime.server.backends import preset_pass_manager
 
 
 def make_estimator(backend, precision, seed):
@@ -70,7 +71,7 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     seed = options.get("seed", options.get("seed_simulator"))
     manager = None
     if not options.get("skip_transpilation", False):
-        manager = generate_preset_pass_manager(
+        manager = preset_pass_manager(
             int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
         )
     pubs = [normalize_pub(p, manager) for p in pubs]

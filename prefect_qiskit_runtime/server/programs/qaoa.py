@@ -9,9 +9,10 @@ among the samples is returned with the optimum.
 import numpy as np
 from qiskit.circuit.library import qaoa_ansatz
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from scipy.optimize import minimize
+
+from prefect_qiskit_runtime.server.backends import preset_pass_manager
 
 
 def parse_edges(edges):
@@ -83,7 +84,7 @@ def main(
     num_nodes = 1 + max(max(u, v) for u, v, _ in graph)
     operator = cost_operator(graph, num_nodes)
     circuit = qaoa_ansatz(operator, reps=int(reps))
-    manager = generate_preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
+    manager = preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
     isa_circuit = manager.run(circuit)
     isa_operator = operator.apply_layout(isa_circuit.layout)
     estimator, sampler = make_primitives(backend, int(shots), seed)

@@ -8,9 +8,10 @@ other backends. The result is the primitive's ``PrimitiveResult``.
 
 from qiskit import QuantumCircuit
 from qiskit.primitives import BackendSamplerV2
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
+
+from prefect_qiskit_runtime.server.backends import preset_pass_manager
 
 
 def make_sampler(backend, shots, seed):
@@ -55,7 +56,7 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
         pubs = [pubs]
     pubs = [normalize_pub(p) for p in pubs]
     if not options.get("skip_transpilation", False):
-        manager = generate_preset_pass_manager(
+        manager = preset_pass_manager(
             int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
         )
         pubs = [(manager.run(p[0]), *p[1:]) for p in pubs]

@@ -9,9 +9,10 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2, real_amplitudes
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from scipy.optimize import minimize
+
+from prefect_qiskit_runtime.server.backends import preset_pass_manager
 
 ANSATZE = {"real_amplitudes": real_amplitudes, "efficient_su2": efficient_su2}
 
@@ -84,7 +85,7 @@ def main(
     """
     operator = parse_hamiltonian(hamiltonian)
     circuit = build_ansatz(ansatz, operator.num_qubits, int(reps), entanglement)
-    manager = generate_preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
+    manager = preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
     isa_circuit = manager.run(circuit)
     isa_operator = operator.apply_layout(isa_circuit.layout)
     estimator = make_estimator(backend, precision, seed)
