@@ -346,38 +346,18 @@ class Service:
         """Start ``server start --port 0`` in ``home``, wait for its ready file, add a user.
 
         Raises:
-            RuntimeError: If it exits or is not ready in time.
+            EmbeddedServiceError: If it exits or is not ready in time.
         """
+        from prefect_qiskit_runtime.client.embedded import launch_service
+
         home.mkdir(parents=True)
-        ready = home / "ready.json"
         log_path = home / "service.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cli_command(
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--home",
-                    str(home),
-                    "--ready-file",
-                    str(ready),
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=clean_env(),
-            )
-        deadline = time.monotonic() + timeout
-        while not ready.exists() or not ready.read_text().strip():
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"service not ready after {timeout}s; see {log_path}")
-            time.sleep(0.05)  # the service writes the file once; there is no event to wait on
-        url = json.loads(ready.read_text())["url"]
+        ready = home / "ready.json"
+        env = clean_env()
+        proc, info = launch_service(
+            home, ready_file=ready, log_path=log_path, env=env, timeout=timeout
+        )
+        url = info["url"]
         added = subprocess.run(
             cli_command("users", "add", "bench", "--can-upload", "--home", str(home)),
             capture_output=True,

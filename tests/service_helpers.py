@@ -6,16 +6,16 @@ Imported by ``tests/conftest.py`` and by test modules that need a service of the
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+from prefect_qiskit_runtime.client.embedded import launch_service
 
 
 @dataclass
@@ -81,40 +81,15 @@ def start_service(
         The running service; stop it with :func:`stop_service`.
     """
     home.mkdir(parents=True, exist_ok=True)
-    ready = home / "ready.json"
-    ready.unlink(missing_ok=True)
     log_path = home / "service.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - closed by the process's lifetime
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect_qiskit_runtime.cli",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--home",
-            str(home),
-            "--ready-file",
-            str(ready),
-            *extra,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    proc, info = launch_service(
+        home,
+        *extra,
+        ready_file=home / "ready.json",
+        log_path=log_path,
         env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}: {log_path.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"service not ready after {timeout}s: {log_path.read_text()}")
-        time.sleep(0.05)  # polling a file the child writes once; there is no event to wait on
-    info = json.loads(ready.read_text())
     service = RunningService(url=info["url"], home=home, process=proc, log_path=log_path)
     verify: bool | str = str(home / "tls" / "cert.pem") if info["url"].startswith("https") else True
     requests.get(service.url + "/health", timeout=10, verify=verify).raise_for_status()

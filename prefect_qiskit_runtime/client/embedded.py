@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,56 +179,90 @@ def _local_token(home: Path) -> str:
     return token
 
 
-def _launch(home: Path, timeout: float) -> tuple[str, int]:
-    ready = home / "embedded.ready"
-    ready.unlink(missing_ok=True)
-    log_path = home / "embedded.log"
+def launch_service(
+    home: Path,
+    *extra_args: str,
+    ready_file: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    detach: bool = False,
+    timeout: float = START_TIMEOUT,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``prefect-qiskit-runtime server start`` on a free port of 127.0.0.1 and wait for it.
+
+    The one way this package (and its tests and benchmarks) starts a service process: in this
+    interpreter, output appended to ``log_path``, ready once it has written ``ready_file``.
+
+    Args:
+        home: The service's home directory.
+        extra_args: More ``server start`` arguments (``--idle-timeout 900``, ``--workers 2``...).
+        ready_file: Where the service writes ``{"url", "pid"}`` once it accepts connections (an
+            old file there is removed first).
+        log_path: The service's stdout and stderr (appended).
+        env: The service's environment (default: this process's).
+        detach: Start it in a session of its own, so that it outlives this process and its
+            terminal's signals (the embedded service does).
+        timeout: Seconds to wait for the ready file.
+
+    Returns:
+        The process and the ready file's contents (``url``, ``pid``).
+
+    Raises:
+        EmbeddedServiceError: If the service exits or is not ready in time (it is killed then);
+            the message ends with the tail of its log.
+    """
+    ready_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "prefect_qiskit_runtime.cli", "server", "start"]
+    command += ["--host", "127.0.0.1", "--port", "0", "--home", str(home)]
+    command += ["--ready-file", str(ready_file), *extra_args]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect_qiskit_runtime.cli",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--home",
-                str(home),
-                "--ready-file",
-                str(ready),
-                "--idle-timeout",
-                str(IDLE_TIMEOUT),
-            ],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives this process and its terminal's signals
+            env=dict(env) if env is not None else None,
+            start_new_session=detach,
             close_fds=True,
         )
-    _launched.append(proc)
     deadline = time.monotonic() + timeout
     while True:
-        if ready.exists():
+        if ready_file.exists():
             try:
-                info = json.loads(ready.read_text(encoding="utf-8"))
-                return str(info["url"]).rstrip("/"), int(info.get("pid") or proc.pid)
-            except (OSError, ValueError, KeyError):
+                info: dict[str, Any] = json.loads(ready_file.read_text(encoding="utf-8"))
+                if "url" in info:
+                    info["url"] = str(info["url"]).rstrip("/")
+                    return proc, info
+            except (OSError, ValueError):
                 pass  # written but not complete yet
         if proc.poll() is not None:
             raise EmbeddedServiceError(
-                f"The embedded service exited with code {proc.returncode}; "
+                f"The runtime service exited with code {proc.returncode}; "
                 f"see {log_path}:\n{_tail(log_path)}"
             )
         if time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             raise EmbeddedServiceError(
-                f"The embedded service was not ready after {timeout:.0f}s; see {log_path}"
+                f"The runtime service was not ready after {timeout:.0f}s; "
+                f"see {log_path}:\n{_tail(log_path)}"
             )
         # The service writes the ready file once; there is nothing to block on but the file.
         time.sleep(0.05)
+
+
+def _launch(home: Path, timeout: float) -> tuple[str, int]:
+    proc, info = launch_service(
+        home,
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
+        ready_file=home / "embedded.ready",
+        log_path=home / "embedded.log",
+        detach=True,
+        timeout=timeout,
+    )
+    _launched.append(proc)
+    return str(info["url"]), int(info.get("pid") or proc.pid)
 
 
 def _tail(path: Path, chars: int = 2000) -> str:
@@ -346,4 +380,13 @@ def status(home: Path | None = None) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["HOME_ENV", "IDLE_TIMEOUT", "EmbeddedService", "ensure", "home_dir", "status", "stop"]
+__all__ = [
+    "HOME_ENV",
+    "IDLE_TIMEOUT",
+    "EmbeddedService",
+    "ensure",
+    "home_dir",
+    "launch_service",
+    "status",
+    "stop",
+]
