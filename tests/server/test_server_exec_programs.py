@@ -172,7 +172,8 @@ from prefect_qiskit_runtime.server import backends
 
 def main(backend, user_messenger):
     prebuilt = [v[2] for k, v in backends._PASS_MANAGERS.items() if k[0] == id(backend)]
-    return {"prebuilt": len(prebuilt), "reused": backends.preset_pass_manager(1, backend) in prebuilt}
+    reused = backends.preset_pass_manager(1, backend) in prebuilt
+    return {"prebuilt": len(prebuilt), "reused": reused}
 """
 
 

@@ -29,15 +29,15 @@ job's working directory (so output of C extensions is caught too), applies the j
 and calls :func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose job pipe closes
 without a job exits.
 
-**Warm-up policy.** The warm-up costs a spare about 35 ms of CPU and saves a job that uses Aer and
-the transpiler 15-20 ms (an estimator or sampler job runs in about 9 ms instead of 25); a trivial
-job gains nothing from it. A new spare therefore warms up only on a free core (the jobs running
-and the spares warming up are fewer than the cores this process may use: under full load the
-warm-up would take CPU from jobs) and, with ``warm_up="auto"``, only while the jobs of late used
-enough CPU to be of the kind that gains: a moving average of at least ``WARM_UP_MIN_JOB_CPU``
-(even warmed up, an Aer job uses about 9 ms, a trivial one under 1 ms). A stream of trivial jobs
-keeps its CPU for itself; a hybrid loop of estimator jobs gets warm processes. ``always`` skips
-the CPU-time test, ``never`` turns warm-ups off.
+**Warm-up policy.** The warm-up costs a spare about 19 ms of CPU and saves a job that uses Aer and
+the transpiler 12-15 ms (an estimator job runs in about 6 ms instead of 18-20, a sampler job in
+about 10 instead of 21); a trivial job gains nothing from it. A new spare therefore warms up only on
+a free core (the jobs running and the spares warming up are fewer than the cores this process may
+use: under full load the warm-up would take CPU from jobs) and, with ``warm_up="auto"``, only while
+the jobs of late used enough CPU to be of the kind that gains: a moving average of at least
+``WARM_UP_MIN_JOB_CPU`` (even warmed up, an Aer job uses about 6 ms, a trivial one under 1 ms). A
+stream of trivial jobs keeps its CPU for itself; a hybrid loop of estimator jobs gets warm
+processes. ``always`` skips the CPU-time test, ``never`` turns warm-ups off.
 
 When the control socket closes (the service is gone), the warm parent kills every process and exits.
 """
