@@ -165,6 +165,50 @@ def test_preset_pass_manager_is_built_once_per_backend_level_and_seed() -> None:
         assert [seeded.run(c) for c in circuits] == fresh
 
 
+def _program_module(program_id: str) -> Any:
+    """A built-in program's source as a module of this process (to test its helpers)."""
+    import types
+
+    module = types.ModuleType(f"builtin_{program_id.replace('-', '_')}")
+    exec(compile(SOURCES[program_id], f"{program_id}.py", "exec"), module.__dict__)
+    return module
+
+
+def test_needs_transpilation_recognises_isa_circuits() -> None:
+    aer = backends.build_backend("aer_simulator")
+    device = backends.build_backend("fake_5q_device")
+    ansatz = QuantumCircuit(2)
+    ansatz.ry(Parameter("a"), 0)
+    ansatz.ry(Parameter("b"), 1)
+    ansatz.cx(0, 1)
+    assert backends.needs_transpilation(ansatz, aer) is False  # Aer runs ry and cx anywhere
+    assert backends.needs_transpilation(ansatz, device) is True  # ry is not a device gate
+    isa = backends.preset_pass_manager(1, device).run(ansatz)
+    assert backends.needs_transpilation(isa, device) is False
+    far = QuantumCircuit(5)
+    far.cx(0, 4)  # no such coupling on the 5-qubit T
+    assert backends.needs_transpilation(far, device) is True
+    assert backends.needs_transpilation(QuantumCircuit(6), device) is True  # wider than it
+
+
+def test_estimator_transpiles_only_what_needs_it() -> None:
+    estimator = _program_module("estimator")
+    aer = backends.build_backend("aer_simulator")
+    device = backends.build_backend("fake_5q_device")
+    circuit = bell(measure=False)
+    manager = backends.preset_pass_manager(1, device)
+    # An ISA circuit is used as it is, and so are its observables.
+    isa = backends.preset_pass_manager(1, aer).run(circuit)
+    kept = estimator.normalize_pub((isa, {"ZZ": 1.0}), manager, aer)
+    assert kept[0] is isa and kept[1].tolist() == {"ZZ": 1.0}
+    # The same circuit on the device is mapped, and the observable follows the layout.
+    moved = estimator.normalize_pub((circuit, {"ZI": 1.0}), manager, device)
+    assert moved[0] is not circuit and moved[0].num_qubits == 5
+    assert backends.needs_transpilation(moved[0], device) is False
+    # Without a backend to check against (skip_transpilation false), everything is transpiled.
+    assert estimator.normalize_pub((isa, {"ZZ": 1.0}), manager, None)[0].num_qubits == 5
+
+
 # The warm parent builds the level-1 pass manager of each backend before it forks, so a job finds
 # it ready instead of paying 3-7 ms to build it.
 PREBUILT_PROBE = """

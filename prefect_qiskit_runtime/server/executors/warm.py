@@ -29,7 +29,7 @@ job's working directory (so output of C extensions is caught too), applies the j
 and calls :func:`prefect_qiskit_runtime.server.runner.execute`. A spare whose job pipe closes
 without a job exits.
 
-**Warm-up policy.** The warm-up costs a spare about 19 ms of CPU and saves a job that uses Aer and
+**Warm-up policy.** The warm-up costs a spare about 16 ms of CPU and saves a job that uses Aer and
 the transpiler 12-15 ms (an estimator job runs in about 6 ms instead of 18-20, a sampler job in
 about 10 instead of 21); a trivial job gains nothing from it. A new spare therefore warms up only on
 a free core (the jobs running and the spares warming up are fewer than the cores this process may

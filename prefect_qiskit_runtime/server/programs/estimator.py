@@ -2,8 +2,10 @@
 
 Inputs are primitive unified blocs (PUBs): ``[circuit, observables, parameter_values, precision]``,
 where observables are a Pauli dict (``{"ZZ": 1.0}``), a Pauli label, a ``SparsePauliOp``, or
-(nested) lists of these. Circuits are transpiled for the backend and the observables mapped through
-the layout (skip with ``options.skip_transpilation``); Aer's ``EstimatorV2`` bound to the backend
+(nested) lists of these. Circuits the backend cannot run as they are get transpiled for it and
+their observables mapped through the layout; ISA circuits (a loop's ansatz transpiled once) run
+as given. ``options.skip_transpilation`` true never transpiles, false (or an explicit
+``optimization_level``) always does. Aer's ``EstimatorV2`` bound to the backend
 computes the expectation values (its noise model included), ``BackendEstimatorV2`` on other
 backends. The result is the primitive's ``PrimitiveResult``.
 """
@@ -15,7 +17,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
-from prefect_qiskit_runtime.server.backends import preset_pass_manager
+from prefect_qiskit_runtime.server.backends import needs_transpilation, preset_pass_manager
 
 
 def make_estimator(backend, precision, seed):
@@ -45,13 +47,16 @@ def coerce_observables(observables):
     return observables
 
 
-def normalize_pub(pub, manager):
-    """Transpile a PUB's circuit and map its observables through the layout."""
+def normalize_pub(pub, manager, backend=None):
+    """Transpile a PUB's circuit and map its observables through the layout.
+
+    With ``backend`` given, a circuit it can run as it is stays as it is.
+    """
     circuit, observables, *rest = tuple(pub)
     if rest and isinstance(rest[0], list):
         rest[0] = np.asarray(rest[0], dtype=float)
     observables = ObservablesArray.coerce(coerce_observables(observables))
-    if manager is not None:
+    if manager is not None and (backend is None or needs_transpilation(circuit, backend)):
         circuit = manager.run(circuit)
         observables = observables.apply_layout(circuit.layout)
     return (circuit, observables, *rest)
@@ -63,17 +68,21 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     Args:
         pubs: A list of PUBs.
         options: ``precision`` (default 0: exact on Aer), ``seed``, ``optimization_level``
-            (default 1), ``skip_transpilation`` (default False).
+            (default 1; given, every circuit is transpiled at that level),
+            ``skip_transpilation`` (default: transpile only circuits the backend cannot run as
+            they are; true: never; false: always).
     """
     options = dict(options or {})
     options.update(kwargs)
     precision = options.get("precision", options.get("default_precision"))
     seed = options.get("seed", options.get("seed_simulator"))
+    skip = options.get("skip_transpilation")
+    level = options.get("optimization_level")
     manager = None
-    if not options.get("skip_transpilation", False):
-        manager = preset_pass_manager(
-            int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
-        )
-    pubs = [normalize_pub(p, manager) for p in pubs]
+    if not skip:
+        level_used = int(level) if level is not None else 1
+        manager = preset_pass_manager(level_used, backend, seed_transpiler=seed)
+    always = skip is False or level is not None
+    pubs = [normalize_pub(p, manager, None if always else backend) for p in pubs]
     estimator = make_estimator(backend, precision, seed)
     return estimator.run(pubs).result()

@@ -1,9 +1,11 @@
 """sampler: the Qiskit Sampler primitive (V2) on the job's backend.
 
 Inputs are primitive unified blocs (PUBs): a circuit, or ``[circuit, parameter_values, shots]``.
-Circuits are transpiled for the backend (skip with ``options.skip_transpilation``) and sampled with
-Aer's ``SamplerV2`` bound to the backend (its noise model included), or ``BackendSamplerV2`` on
-other backends. The result is the primitive's ``PrimitiveResult``.
+Circuits the backend cannot run as they are get transpiled for it; ISA circuits run as given
+(``options.skip_transpilation`` true never transpiles, false or an explicit ``optimization_level``
+always does). They are sampled with Aer's ``SamplerV2`` bound to the backend (its noise model
+included), or ``BackendSamplerV2`` on other backends. The result is the primitive's
+``PrimitiveResult``.
 """
 
 from qiskit import QuantumCircuit
@@ -11,7 +13,7 @@ from qiskit.primitives import BackendSamplerV2
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
-from prefect_qiskit_runtime.server.backends import preset_pass_manager
+from prefect_qiskit_runtime.server.backends import needs_transpilation, preset_pass_manager
 
 
 def make_sampler(backend, shots, seed):
@@ -45,8 +47,10 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
 
     Args:
         pubs: A list of PUBs (a lone circuit is accepted too).
-        options: ``shots`` (default 1024), ``seed``, ``optimization_level`` (default 1),
-            ``skip_transpilation`` (default False).
+        options: ``shots`` (default 1024), ``seed``, ``optimization_level`` (default 1; given,
+            every circuit is transpiled at that level), ``skip_transpilation`` (default:
+            transpile only circuits the backend cannot run as they are; true: never; false:
+            always).
     """
     options = dict(options or {})
     options.update(kwargs)
@@ -55,10 +59,15 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     if isinstance(pubs, QuantumCircuit):
         pubs = [pubs]
     pubs = [normalize_pub(p) for p in pubs]
-    if not options.get("skip_transpilation", False):
-        manager = preset_pass_manager(
-            int(options.get("optimization_level", 1)), backend, seed_transpiler=seed
-        )
-        pubs = [(manager.run(p[0]), *p[1:]) for p in pubs]
+    skip = options.get("skip_transpilation")
+    level = options.get("optimization_level")
+    if not skip:
+        level_used = int(level) if level is not None else 1
+        manager = preset_pass_manager(level_used, backend, seed_transpiler=seed)
+        always = skip is False or level is not None
+        pubs = [
+            (manager.run(p[0]), *p[1:]) if always or needs_transpilation(p[0], backend) else p
+            for p in pubs
+        ]
     sampler = make_sampler(backend, shots, seed)
     return sampler.run(pubs).result()
