@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -275,18 +276,28 @@ class RuntimeJob:
             RuntimeJobTimeoutError: If the job is not final within ``timeout`` (it keeps running).
         """
         del wait  # polling interval of the original API; long-polling makes it unnecessary
-        deadline = None if timeout is None else time.monotonic() + timeout
+        windows = self._long_polls(timeout)
         while not self._is_final():
-            window = LONG_POLL_SECONDS
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeJobTimeoutError(
-                        f"Timed out waiting for job {self._job_id} after {timeout} seconds"
-                    )
-                window = min(window, remaining)
-            self.refresh(wait=window)
+            self.refresh(wait=next(windows))
         self._drain_stream()
+
+    def _long_polls(self, timeout: float | None) -> Iterator[float]:
+        """The length of each long-poll, until ``timeout`` seconds from now have passed.
+
+        Raises:
+            RuntimeJobTimeoutError: When asked for a long-poll after the time is up.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                yield LONG_POLL_SECONDS
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeJobTimeoutError(
+                    f"Timed out waiting for job {self._job_id} after {timeout} seconds"
+                )
+            yield min(LONG_POLL_SECONDS, remaining)
 
     def _drain_stream(self) -> None:
         """Let an active stream deliver the job's last interim results before returning."""
@@ -312,15 +323,9 @@ class RuntimeJob:
             RuntimeJobTimeoutError: If the job is not final within ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        windows = self._long_polls(timeout)
         while not self._is_final():
-            window = LONG_POLL_SECONDS
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RuntimeJobTimeoutError(
-                        f"Timed out waiting for job {self._job_id} after {timeout} seconds"
-                    )
-                window = min(window, remaining)
+            window = next(windows)
             response = self._transport.request(
                 "GET",
                 f"/jobs/{self._job_id}/results",
