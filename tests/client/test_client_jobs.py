@@ -164,6 +164,8 @@ def test_timeout_cancel_and_cancelled_result(
     assert job.status() == JobStatus.RUNNING
     with pytest.raises(RuntimeJobTimeoutError):
         job.wait_for_final_state(timeout=0.5)
+    with pytest.raises(RuntimeJobTimeoutError):
+        job.result(timeout=0.5)
     assert alice.job(job.job_id()).status() == JobStatus.RUNNING
     assert job.job_id() in [j.job_id() for j in alice.jobs(limit=None, pending=True)]
     job.cancel()
