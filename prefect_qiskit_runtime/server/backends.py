@@ -34,6 +34,7 @@ __all__ = [
     "needs_transpilation",
     "num_qubits",
     "preset_pass_manager",
+    "transpile_for",
 ]
 
 _ONLINE_DATE = "2024-01-01T00:00:00Z"
@@ -429,3 +430,34 @@ def needs_transpilation(circuit: Any, backend: BackendV2) -> bool:
     check = GatesInBasis(target=target)
     check.run(circuit_to_dag(circuit, copy_operations=False))
     return not check.property_set["all_gates_in_basis"]
+
+
+def transpile_for(
+    circuit: Any,
+    backend: BackendV2,
+    optimization_level: int | None = None,
+    seed_transpiler: int | None = None,
+    *,
+    always: bool = False,
+) -> Any:
+    """``circuit`` ready to run on ``backend``, transpiled only when that is asked for or needed.
+
+    An ISA circuit comes back as it is (the same object), unless ``always`` or an
+    ``optimization_level`` asks for a transpilation; any other circuit is transpiled with
+    :func:`preset_pass_manager` (level 1 by default), built only then.
+
+    Args:
+        circuit: A ``QuantumCircuit``.
+        backend: The backend it is meant for.
+        optimization_level: Transpile at this level, even an ISA circuit; ``None``: level 1, and
+            only if the circuit needs it.
+        seed_transpiler: Seed of the stochastic passes.
+        always: Transpile even an ISA circuit.
+
+    Returns:
+        The circuit itself, or its transpiled copy (whose ``layout`` maps the original qubits).
+    """
+    if not always and optimization_level is None and not needs_transpilation(circuit, backend):
+        return circuit
+    level = 1 if optimization_level is None else int(optimization_level)
+    return preset_pass_manager(level, backend, seed_transpiler=seed_transpiler).run(circuit)

@@ -312,11 +312,7 @@ def _warm_inputs(state: dict[str, Any]) -> None:
     from qiskit.circuit import Parameter
 
     from prefect_qiskit_runtime.codec import RuntimeEncoder
-    from prefect_qiskit_runtime.server.backends import (
-        build_backend,
-        needs_transpilation,
-        preset_pass_manager,
-    )
+    from prefect_qiskit_runtime.server.backends import build_backend, transpile_for
 
     backend = build_backend(WARM_UP_BACKEND, cached=True)
     theta = Parameter("theta")
@@ -325,12 +321,10 @@ def _warm_inputs(state: dict[str, Any]) -> None:
     # The inputs travel as a job's params do: QPY inside RuntimeEncoder JSON.
     text = json.dumps({"pubs": [[circuit, {"Z": 1.0}, [0.5]]]}, cls=RuntimeEncoder)
     circuit = decode_inputs(text)["pubs"][0][0]
-    # As the estimator and sampler programs do: only a circuit the backend cannot run as it is
-    # gets transpiled (this one can, so the warm-up leaves the transpiler alone, as such jobs do).
-    if needs_transpilation(circuit, backend):
-        circuit = preset_pass_manager(1, backend).run(circuit)
     state["backend"] = backend
-    state["circuit"] = circuit
+    # As the estimator and sampler programs do: this circuit runs as it is on the warm-up backend,
+    # so the transpiler is left alone, as it is by jobs that send ISA circuits.
+    state["circuit"] = transpile_for(circuit, backend)
 
 
 def _warm_estimator(state: dict[str, Any]) -> None:

@@ -196,17 +196,19 @@ def test_estimator_transpiles_only_what_needs_it() -> None:
     aer = backends.build_backend("aer_simulator")
     device = backends.build_backend("fake_5q_device")
     circuit = bell(measure=False)
-    manager = backends.preset_pass_manager(1, device)
     # An ISA circuit is used as it is, and so are its observables.
     isa = backends.preset_pass_manager(1, aer).run(circuit)
-    kept = estimator.normalize_pub((isa, {"ZZ": 1.0}), manager, aer)
+    kept = estimator.normalize_pub((isa, {"ZZ": 1.0}), aer)
     assert kept[0] is isa and kept[1].tolist() == {"ZZ": 1.0}
     # The same circuit on the device is mapped, and the observable follows the layout.
-    moved = estimator.normalize_pub((circuit, {"ZI": 1.0}), manager, device)
+    moved = estimator.normalize_pub((circuit, {"ZI": 1.0}), device)
     assert moved[0] is not circuit and moved[0].num_qubits == 5
     assert backends.needs_transpilation(moved[0], device) is False
-    # Without a backend to check against (skip_transpilation false), everything is transpiled.
-    assert estimator.normalize_pub((isa, {"ZZ": 1.0}), manager, None)[0].num_qubits == 5
+    # skip_transpilation false, or an explicit optimization level, transpiles even ISA circuits.
+    assert estimator.normalize_pub((isa, {"ZZ": 1.0}), device, always=True)[0].num_qubits == 5
+    assert estimator.normalize_pub((isa, {"ZZ": 1.0}), aer, optimization_level=1)[0] is not isa
+    # skip_transpilation true: no backend to transpile for, the circuit stays as it is.
+    assert estimator.normalize_pub((circuit, {"ZI": 1.0}))[0] is circuit
 
 
 # The warm parent builds the level-1 pass manager of each backend before it forks, so a job finds

@@ -17,7 +17,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
-from prefect_qiskit_runtime.server.backends import needs_transpilation, preset_pass_manager
+from prefect_qiskit_runtime.server.backends import transpile_for
 
 
 def make_estimator(backend, precision, seed):
@@ -47,18 +47,21 @@ def coerce_observables(observables):
     return observables
 
 
-def normalize_pub(pub, manager, backend=None):
-    """Transpile a PUB's circuit and map its observables through the layout.
+def normalize_pub(pub, backend=None, optimization_level=None, seed=None, always=False):
+    """Coerce a PUB from JSON; with ``backend``, make its circuit runnable there.
 
-    With ``backend`` given, a circuit it can run as it is stays as it is.
+    A circuit that gets transpiled takes its observables along through the layout; one the
+    backend can run as it is stays as it is (see ``transpile_for``).
     """
     circuit, observables, *rest = tuple(pub)
     if rest and isinstance(rest[0], list):
         rest[0] = np.asarray(rest[0], dtype=float)
     observables = ObservablesArray.coerce(coerce_observables(observables))
-    if manager is not None and (backend is None or needs_transpilation(circuit, backend)):
-        circuit = manager.run(circuit)
-        observables = observables.apply_layout(circuit.layout)
+    if backend is not None:
+        isa = transpile_for(circuit, backend, optimization_level, seed, always=always)
+        if isa is not circuit:
+            circuit = isa
+            observables = observables.apply_layout(circuit.layout)
     return (circuit, observables, *rest)
 
 
@@ -78,11 +81,7 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     seed = options.get("seed", options.get("seed_simulator"))
     skip = options.get("skip_transpilation")
     level = options.get("optimization_level")
-    manager = None
-    if not skip:
-        level_used = int(level) if level is not None else 1
-        manager = preset_pass_manager(level_used, backend, seed_transpiler=seed)
-    always = skip is False or level is not None
-    pubs = [normalize_pub(p, manager, None if always else backend) for p in pubs]
+    target = None if skip else backend
+    pubs = [normalize_pub(p, target, level, seed, always=skip is False) for p in pubs]
     estimator = make_estimator(backend, precision, seed)
     return estimator.run(pubs).result()

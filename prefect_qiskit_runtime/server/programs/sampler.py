@@ -13,7 +13,7 @@ from qiskit.primitives import BackendSamplerV2
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
-from prefect_qiskit_runtime.server.backends import needs_transpilation, preset_pass_manager
+from prefect_qiskit_runtime.server.backends import transpile_for
 
 
 def make_sampler(backend, shots, seed):
@@ -62,12 +62,8 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     skip = options.get("skip_transpilation")
     level = options.get("optimization_level")
     if not skip:
-        level_used = int(level) if level is not None else 1
-        manager = preset_pass_manager(level_used, backend, seed_transpiler=seed)
-        always = skip is False or level is not None
         pubs = [
-            (manager.run(p[0]), *p[1:]) if always or needs_transpilation(p[0], backend) else p
-            for p in pubs
+            (transpile_for(p[0], backend, level, seed, always=skip is False), *p[1:]) for p in pubs
         ]
     sampler = make_sampler(backend, shots, seed)
     return sampler.run(pubs).result()
