@@ -7,9 +7,8 @@ result ``{"iteration", "energy", "parameters"}`` published per iteration as ``vq
 """
 
 import numpy as np
-from qiskit_aer.primitives import EstimatorV2
 
-from prefect_qiskit_runtime.server.backends import preset_pass_manager
+from prefect_qiskit_runtime.server.backends import estimator_for, preset_pass_manager
 
 
 def main(backend, user_messenger, circuit, observable, parameter_vectors, publish=True, **kwargs):
@@ -27,7 +26,7 @@ def main(backend, user_messenger, circuit, observable, parameter_vectors, publis
     # As in vqe: the worker's pass manager for the backend, built once in the warm parent.
     isa = preset_pass_manager(1, backend).run(circuit)
     mapped = observable.apply_layout(isa.layout)
-    estimator = EstimatorV2.from_backend(backend, options={"default_precision": 0.0})
+    estimator = estimator_for(backend)  # as in vqe: exact on Aer
     energies = []
     for params in parameter_vectors:
         x = np.asarray(params, dtype=float)

@@ -26,14 +26,17 @@ if TYPE_CHECKING:
     from qiskit.providers import BackendV2
 
 __all__ = [
+    "SHOTS_PRECISION",
     "BackendInfo",
     "build_backend",
     "configuration",
+    "estimator_for",
     "list_configurations",
     "names",
     "needs_transpilation",
     "num_qubits",
     "preset_pass_manager",
+    "sampler_for",
     "transpile_for",
 ]
 
@@ -461,3 +464,73 @@ def transpile_for(
         return circuit
     level = 1 if optimization_level is None else int(optimization_level)
     return preset_pass_manager(level, backend, seed_transpiler=seed_transpiler).run(circuit)
+
+
+#: Default target precision of a shot-based estimator (4,096 shots' worth).
+SHOTS_PRECISION = 0.015625
+
+
+def estimator_for(
+    backend: BackendV2,
+    precision: float | None = None,
+    seed: int | None = None,
+    *,
+    shots_precision: float = SHOTS_PRECISION,
+) -> Any:
+    """The Estimator primitive (V2) for ``backend``, as the built-in programs use it.
+
+    Aer's ``EstimatorV2`` bound to an Aer backend (its noise model included), exact unless a
+    ``precision`` is given; Qiskit's shot-based ``BackendEstimatorV2`` on any other backend.
+
+    Args:
+        backend: The job's backend.
+        precision: Target precision; ``None`` or 0: exact on Aer, ``shots_precision`` elsewhere.
+        seed: Seed of the simulator.
+        shots_precision: The default precision on backends that only sample.
+
+    Returns:
+        An ``EstimatorV2``-compatible primitive.
+    """
+    from qiskit_aer import AerSimulator
+
+    if isinstance(backend, AerSimulator):
+        from qiskit_aer.primitives import EstimatorV2
+
+        run_options = {} if seed is None else {"seed_simulator": seed}
+        return EstimatorV2.from_backend(
+            backend, options={"default_precision": precision or 0.0, "run_options": run_options}
+        )
+    from qiskit.primitives import BackendEstimatorV2
+
+    options: dict[str, Any] = {"default_precision": precision or shots_precision}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    return BackendEstimatorV2(backend=backend, options=options)
+
+
+def sampler_for(backend: BackendV2, shots: int, seed: int | None = None) -> Any:
+    """The Sampler primitive (V2) for ``backend``, as the built-in programs use it.
+
+    Aer's ``SamplerV2`` bound to an Aer backend (its noise model included); Qiskit's
+    ``BackendSamplerV2`` on any other backend.
+
+    Args:
+        backend: The job's backend.
+        shots: Default shots per PUB.
+        seed: Seed of the simulator.
+
+    Returns:
+        A ``SamplerV2``-compatible primitive.
+    """
+    from qiskit_aer import AerSimulator
+
+    if isinstance(backend, AerSimulator):
+        from qiskit_aer.primitives import SamplerV2
+
+        return SamplerV2.from_backend(backend, default_shots=shots, seed=seed)
+    from qiskit.primitives import BackendSamplerV2
+
+    options: dict[str, Any] = {"default_shots": shots}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    return BackendSamplerV2(backend=backend, options=options)

@@ -331,14 +331,14 @@ def _warm_estimator(state: dict[str, Any]) -> None:
     import numpy as np
     from qiskit.primitives.containers import ObservablesArray
     from qiskit.quantum_info import SparsePauliOp
-    from qiskit_aer.primitives import EstimatorV2
 
     from prefect_qiskit_runtime.codec import RuntimeEncoder
+    from prefect_qiskit_runtime.server.backends import estimator_for
 
     circuit = state["circuit"]
     observables = ObservablesArray.coerce(SparsePauliOp("Z"))
     if circuit.layout is not None:
         observables = observables.apply_layout(circuit.layout)
-    estimator = EstimatorV2.from_backend(state["backend"])
+    estimator = estimator_for(state["backend"])  # as the estimator program builds it
     result = estimator.run([(circuit, observables, np.asarray([0.5]))]).result()
     json.dumps(result, cls=RuntimeEncoder)

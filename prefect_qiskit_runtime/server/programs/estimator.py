@@ -11,26 +11,10 @@ backends. The result is the primitive's ``PrimitiveResult``.
 """
 
 import numpy as np
-from qiskit.primitives import BackendEstimatorV2
 from qiskit.primitives.containers import ObservablesArray
 from qiskit.quantum_info import SparsePauliOp
-from qiskit_aer import AerSimulator
-from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
-from prefect_qiskit_runtime.server.backends import transpile_for
-
-
-def make_estimator(backend, precision, seed):
-    """Aer's EstimatorV2 on Aer backends, BackendEstimatorV2 elsewhere."""
-    if isinstance(backend, AerSimulator):
-        run_options = {} if seed is None else {"seed_simulator": seed}
-        return AerEstimatorV2.from_backend(
-            backend, options={"default_precision": precision or 0.0, "run_options": run_options}
-        )
-    options = {"default_precision": precision or 0.015625}
-    if seed is not None:
-        options["seed_simulator"] = seed
-    return BackendEstimatorV2(backend=backend, options=options)
+from prefect_qiskit_runtime.server.backends import estimator_for, transpile_for
 
 
 def coerce_observables(observables):
@@ -83,5 +67,5 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     level = options.get("optimization_level")
     target = None if skip else backend
     pubs = [normalize_pub(p, target, level, seed, always=skip is False) for p in pubs]
-    estimator = make_estimator(backend, precision, seed)
+    estimator = estimator_for(backend, precision, seed)
     return estimator.run(pubs).result()

@@ -9,10 +9,9 @@ among the samples is returned with the optimum.
 import numpy as np
 from qiskit.circuit.library import qaoa_ansatz
 from qiskit.quantum_info import SparsePauliOp
-from qiskit_aer import AerSimulator
 from scipy.optimize import minimize
 
-from prefect_qiskit_runtime.server.backends import preset_pass_manager
+from prefect_qiskit_runtime.server.backends import estimator_for, preset_pass_manager, sampler_for
 
 
 def parse_edges(edges):
@@ -43,25 +42,6 @@ def cut_value(bitstring, edges):
     return sum(w for u, v, w in edges if bits[u] != bits[v])
 
 
-def make_primitives(backend, shots, seed):
-    """Estimator and sampler bound to the backend."""
-    if isinstance(backend, AerSimulator):
-        from qiskit_aer.primitives import EstimatorV2, SamplerV2
-
-        run_options = {} if seed is None else {"seed_simulator": seed}
-        estimator = EstimatorV2.from_backend(
-            backend, options={"default_precision": 0.0, "run_options": run_options}
-        )
-        sampler = SamplerV2.from_backend(backend, default_shots=shots, seed=seed)
-        return estimator, sampler
-    from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
-
-    extra = {} if seed is None else {"seed_simulator": seed}
-    estimator = BackendEstimatorV2(backend=backend, options={"default_precision": 0.01, **extra})
-    sampler = BackendSamplerV2(backend=backend, options={"default_shots": shots, **extra})
-    return estimator, sampler
-
-
 def main(
     backend,
     user_messenger,
@@ -87,7 +67,9 @@ def main(
     manager = preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
     isa_circuit = manager.run(circuit)
     isa_operator = operator.apply_layout(isa_circuit.layout)
-    estimator, sampler = make_primitives(backend, int(shots), seed)
+    # Exact on Aer; elsewhere sampled to 0.01.
+    estimator = estimator_for(backend, None, seed, shots_precision=0.01)
+    sampler = sampler_for(backend, int(shots), seed)
 
     if initial_point is None:
         # A common QAOA starting point: small mixer angles, moderate cost angles.

@@ -9,21 +9,8 @@ included), or ``BackendSamplerV2`` on other backends. The result is the primitiv
 """
 
 from qiskit import QuantumCircuit
-from qiskit.primitives import BackendSamplerV2
-from qiskit_aer import AerSimulator
-from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
-from prefect_qiskit_runtime.server.backends import transpile_for
-
-
-def make_sampler(backend, shots, seed):
-    """Aer's SamplerV2 on Aer backends, BackendSamplerV2 elsewhere."""
-    if isinstance(backend, AerSimulator):
-        return AerSamplerV2.from_backend(backend, default_shots=shots, seed=seed)
-    options = {"default_shots": shots}
-    if seed is not None:
-        options["seed_simulator"] = seed
-    return BackendSamplerV2(backend=backend, options=options)
+from prefect_qiskit_runtime.server.backends import sampler_for, transpile_for
 
 
 def normalize_pub(pub):
@@ -65,5 +52,5 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
         pubs = [
             (transpile_for(p[0], backend, level, seed, always=skip is False), *p[1:]) for p in pubs
         ]
-    sampler = make_sampler(backend, shots, seed)
+    sampler = sampler_for(backend, shots, seed)
     return sampler.run(pubs).result()

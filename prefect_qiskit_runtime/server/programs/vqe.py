@@ -9,10 +9,9 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2, real_amplitudes
 from qiskit.quantum_info import SparsePauliOp
-from qiskit_aer import AerSimulator
 from scipy.optimize import minimize
 
-from prefect_qiskit_runtime.server.backends import preset_pass_manager
+from prefect_qiskit_runtime.server.backends import estimator_for, preset_pass_manager
 
 ANSATZE = {"real_amplitudes": real_amplitudes, "efficient_su2": efficient_su2}
 
@@ -45,24 +44,6 @@ def build_ansatz(ansatz, num_qubits, reps, entanglement):
     return factory(num_qubits, reps=reps, entanglement=entanglement)
 
 
-def make_estimator(backend, precision, seed):
-    """Aer's EstimatorV2 bound to the backend (exact when precision is 0), else
-    BackendEstimatorV2."""
-    if isinstance(backend, AerSimulator):
-        from qiskit_aer.primitives import EstimatorV2
-
-        run_options = {} if seed is None else {"seed_simulator": seed}
-        return EstimatorV2.from_backend(
-            backend, options={"default_precision": precision or 0.0, "run_options": run_options}
-        )
-    from qiskit.primitives import BackendEstimatorV2
-
-    options = {"default_precision": precision or 0.015625}
-    if seed is not None:
-        options["seed_simulator"] = seed
-    return BackendEstimatorV2(backend=backend, options=options)
-
-
 def main(
     backend,
     user_messenger,
@@ -88,7 +69,7 @@ def main(
     manager = preset_pass_manager(int(optimization_level), backend, seed_transpiler=seed)
     isa_circuit = manager.run(circuit)
     isa_operator = operator.apply_layout(isa_circuit.layout)
-    estimator = make_estimator(backend, precision, seed)
+    estimator = estimator_for(backend, precision, seed)
 
     if initial_point is None:
         rng = np.random.default_rng(seed)
