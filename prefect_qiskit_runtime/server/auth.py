@@ -21,7 +21,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -35,7 +34,6 @@ from prefect_qiskit_runtime.server.store import (
     DEFAULT_PROJECT,
     Store,
     User,
-    create_user_token,
     hash_token,
     isoformat,
 )
@@ -193,31 +191,6 @@ def error_response(
         status_code=status,
         headers=headers,
     )
-
-
-def add_user(
-    home: Path, name: str, can_upload: bool = False, database_url: str | None = None
-) -> str:
-    """Create a user (or give an existing one a new token) in the service at ``home``.
-
-    Works while the service is running: the store takes SQLite's write lock like any writer.
-
-    Args:
-        home: The service home.
-        name: User name.
-        can_upload: Allow uploading programs (only ever granted for an existing user).
-        database_url: The service's database URL when it is not the default SQLite file.
-
-    Returns:
-        The new API token.
-
-    Raises:
-        StoreError: If the name is not allowed.
-
-    Example:
-        >>> token = add_user(tmp_path, "alice", can_upload=True)  # doctest: +SKIP
-    """
-    return create_user_token(home, name, can_upload, database_url)
 
 
 def get_store(request: Request) -> Store:
@@ -378,7 +351,6 @@ __all__ = [
     "TOKEN_HEADER",
     "ApiError",
     "TokenCache",
-    "add_user",
     "authenticate",
     "current_user",
     "error_response",
