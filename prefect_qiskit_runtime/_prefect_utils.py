@@ -215,20 +215,32 @@ def quiet_task_completions(prefix: str, enabled: bool = True) -> Iterator[None]:
 # even on a worker thread. The tasks' shared code is synchronous, so it asks for the sync form.
 
 
-def create_progress(progress: float, description: str, key: str | None = None) -> UUID | None:
-    """Create a progress artifact; ``None`` (and a debug log) when not in a run or on failure."""
+def _create_artifact(kind: str, failure_level: int, **fields: Any) -> UUID | None:
+    """Create a ``kind`` artifact (``prefect.artifacts.create_<kind>_artifact``) when in a run.
+
+    Returns its id; ``None`` when not in a run, or (logged at ``failure_level``) when the API call
+    fails: the UI is best effort, the job result matters more.
+    """
     if not in_run():
         return None
-    from prefect.artifacts import create_progress_artifact
+    from prefect import artifacts
 
+    factory = getattr(artifacts, f"create_{kind}_artifact")
     try:
-        made: Any = create_progress_artifact(  # type: ignore[call-arg]
-            progress=progress, key=key, description=description, _sync=True
-        )
+        made: Any = factory(**fields, _sync=True)
         return cast(UUID, made)
-    except Exception:  # the UI is best effort; the job result matters more
-        _log.debug("Could not create a progress artifact", exc_info=True)
+    except Exception:
+        _log.log(
+            failure_level, "Could not create %s artifact %s", kind, fields.get("key"), exc_info=True
+        )
         return None
+
+
+def create_progress(progress: float, description: str, key: str | None = None) -> UUID | None:
+    """Create a progress artifact; ``None`` (and a debug log) when not in a run or on failure."""
+    return _create_artifact(
+        "progress", logging.DEBUG, progress=progress, key=key, description=description
+    )
 
 
 def update_progress(
@@ -252,34 +264,14 @@ def update_progress(
 
 def create_table(table: list[dict[str, Any]], key: str | None, description: str) -> UUID | None:
     """Create a table artifact when in a run."""
-    if not in_run():
-        return None
-    from prefect.artifacts import create_table_artifact
-
-    try:
-        made: Any = create_table_artifact(  # type: ignore[call-arg]
-            table=table, key=key, description=description, _sync=True
-        )
-        return cast(UUID, made)
-    except Exception:
-        _log.warning("Could not create table artifact %s", key, exc_info=True)
-        return None
+    return _create_artifact("table", logging.WARNING, table=table, key=key, description=description)
 
 
 def create_markdown(markdown: str, key: str | None, description: str) -> UUID | None:
     """Create a markdown artifact when in a run."""
-    if not in_run():
-        return None
-    from prefect.artifacts import create_markdown_artifact
-
-    try:
-        made: Any = create_markdown_artifact(  # type: ignore[call-arg]
-            markdown=markdown, key=key, description=description, _sync=True
-        )
-        return cast(UUID, made)
-    except Exception:
-        _log.warning("Could not create markdown artifact %s", key, exc_info=True)
-        return None
+    return _create_artifact(
+        "markdown", logging.WARNING, markdown=markdown, key=key, description=description
+    )
 
 
 def emit(
