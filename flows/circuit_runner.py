@@ -20,7 +20,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.tasks import run_and_await
+from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 
 def ghz(num_qubits: int) -> Any:
@@ -61,7 +61,7 @@ def circuit_batch(
     Returns:
         One row per circuit: raw and mitigated probability of the ideal outcomes.
     """
-    from prefect_qiskit_runtime.codec import RunnerResult
+    from prefect_qiskit_runtime.core.codec import RunnerResult
 
     base = QiskitRuntimeBackend.load(backend_block) if backend_block else QiskitRuntimeBackend()
     backend = base.model_copy(update={"backend_name": device})

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.tasks import (
+from prefect_qiskit_runtime.prefect.tasks import (
     await_result,
     delete_job,
     delete_program,

@@ -30,7 +30,7 @@ from qaoa_maxcut import qaoa_maxcut
 from vqe import vqe
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.tasks import run_and_await
+from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 
 @flow(name="runtime-health-check", log_prints=True)

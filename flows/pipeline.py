@@ -25,8 +25,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.loops import ascii_chart
-from prefect_qiskit_runtime.tasks import run_and_await
+from prefect_qiskit_runtime.prefect.loops import ascii_chart
+from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 DEFAULT_BOND_LENGTHS = [0.4, 0.5, 0.6, 0.7, 0.735, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 2.5]
 

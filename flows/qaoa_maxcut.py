@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.tasks import run_and_await
+from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 #: A 5-node graph: a square with one diagonal and a pendant node; its maximum cut is 5.
 DEFAULT_EDGES: list[list[float]] = [

@@ -39,8 +39,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
-from prefect_qiskit_runtime.loops import estimator_cost, minimize
-from prefect_qiskit_runtime.tasks import run_and_await
+from prefect_qiskit_runtime.prefect.loops import estimator_cost, minimize
+from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 #: Chemical accuracy, in hartree (1 kcal/mol).
 CHEMICAL_ACCURACY = 1.6e-3

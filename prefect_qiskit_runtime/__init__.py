@@ -20,12 +20,12 @@ _LAZY = {
     "RuntimeService": "prefect_qiskit_runtime.client",
     "RuntimeJob": "prefect_qiskit_runtime.client",
     "RuntimeProgram": "prefect_qiskit_runtime.client",
-    "RuntimeEncoder": "prefect_qiskit_runtime.codec",
-    "RuntimeDecoder": "prefect_qiskit_runtime.codec",
-    "ResultDecoder": "prefect_qiskit_runtime.codec",
-    "RunnerResult": "prefect_qiskit_runtime.codec",
-    "QiskitRuntimeCredentials": "prefect_qiskit_runtime.blocks",
-    "QiskitRuntimeBackend": "prefect_qiskit_runtime.blocks",
+    "RuntimeEncoder": "prefect_qiskit_runtime.core.codec",
+    "RuntimeDecoder": "prefect_qiskit_runtime.core.codec",
+    "ResultDecoder": "prefect_qiskit_runtime.core.codec",
+    "RunnerResult": "prefect_qiskit_runtime.core.codec",
+    "QiskitRuntimeCredentials": "prefect_qiskit_runtime.prefect.blocks",
+    "QiskitRuntimeBackend": "prefect_qiskit_runtime.prefect.blocks",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
 if "prefect" in sys.modules:  # pragma: no branch - depends on the importing process
     try:
-        _blocks = importlib.import_module("prefect_qiskit_runtime.blocks")
+        _blocks = importlib.import_module("prefect_qiskit_runtime.prefect.blocks")
     except ModuleNotFoundError:
         pass
     else:

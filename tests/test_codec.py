@@ -37,7 +37,7 @@ from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.quantum_info import Operator, Pauli, SparsePauliOp, Statevector
 from qiskit.result import QuasiDistribution, Result
 
-from prefect_qiskit_runtime.codec import (
+from prefect_qiskit_runtime.core.codec import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     MAX_DECOMPRESSED_BYTES_ENV,
     ResultDecoder,
@@ -48,7 +48,7 @@ from prefect_qiskit_runtime.codec import (
     qpy_version_written,
     runner_result_dict,
 )
-from prefect_qiskit_runtime.exceptions import RuntimePayloadError
+from prefect_qiskit_runtime.core.exceptions import RuntimePayloadError
 
 
 def dumps(value: Any) -> str:

@@ -24,7 +24,7 @@ from qiskit.primitives import StatevectorSampler
 from qiskit.quantum_info import Operator, SparsePauliOp, Statevector
 from qiskit.result import Result
 
-from prefect_qiskit_runtime.codec import RunnerResult, RuntimeDecoder, RuntimeEncoder
+from prefect_qiskit_runtime.core.codec import RunnerResult, RuntimeDecoder, RuntimeEncoder
 
 DATA = Path(__file__).parent / "data" / "codec"
 

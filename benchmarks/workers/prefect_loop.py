@@ -71,8 +71,8 @@ def main(config_path: str, out_path: str) -> None:
     from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
 
-    from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
-    from prefect_qiskit_runtime.loops import LocalCheckpointStore, estimator_cost, minimize
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
+    from prefect_qiskit_runtime.prefect.loops import LocalCheckpointStore, estimator_cost, minimize
 
     vectors = problem.parameter_vectors(config["iterations"])
     warmup = problem.parameter_vectors(config["warmup"] + 1000)[1000:]

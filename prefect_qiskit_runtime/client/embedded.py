@@ -33,7 +33,7 @@ import platformdirs
 import psutil
 import requests
 
-from prefect_qiskit_runtime.exceptions import EmbeddedServiceError
+from prefect_qiskit_runtime.core.exceptions import EmbeddedServiceError
 
 logger = logging.getLogger(__name__)
 

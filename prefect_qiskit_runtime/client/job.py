@@ -20,7 +20,7 @@ from dateutil import parser as dateparser
 
 from prefect_qiskit_runtime.client.stream import Callback, ResultStream, decode_with
 from prefect_qiskit_runtime.client.transport import Transport, new_idempotency_key
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     QiskitRuntimeError,
     RuntimeInvalidStateError,
     RuntimeJobCancelled,
@@ -28,7 +28,7 @@ from prefect_qiskit_runtime.exceptions import (
     RuntimeJobNotFound,
     RuntimeJobTimeoutError,
 )
-from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 
 if TYPE_CHECKING:
     from qiskit.providers import JobStatus
@@ -57,7 +57,7 @@ def parse_time(value: Any) -> datetime | None:
 
 def decode_params(params: Any) -> dict[str, Any]:
     """Decode a job's ``params`` (an object, a JSON string or a one-element list) into inputs."""
-    from prefect_qiskit_runtime.codec import RuntimeDecoder
+    from prefect_qiskit_runtime.core.codec import RuntimeDecoder
 
     if params is None:
         return {}
@@ -419,7 +419,7 @@ class RuntimeJob:
             return decoder
         if self._result_decoder is not None:
             return self._result_decoder
-        from prefect_qiskit_runtime.codec import ResultDecoder
+        from prefect_qiskit_runtime.core.codec import ResultDecoder
 
         return ResultDecoder
 

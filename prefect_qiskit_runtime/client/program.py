@@ -7,7 +7,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from prefect_qiskit_runtime.exceptions import IBMQInputValueError, IBMQNotAuthorizedError
+from prefect_qiskit_runtime.core.exceptions import IBMQInputValueError, IBMQNotAuthorizedError
 
 
 class RuntimeProgram:

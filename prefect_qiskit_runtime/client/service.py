@@ -26,7 +26,7 @@ from prefect_qiskit_runtime.client.transport import (
     Verify,
     new_idempotency_key,
 )
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     IBMQInputValueError,
     QiskitRuntimeError,
     RuntimeDuplicateProgramError,
@@ -34,7 +34,7 @@ from prefect_qiskit_runtime.exceptions import (
     RuntimePayloadError,
     RuntimeProgramNotFound,
 )
-from prefect_qiskit_runtime.models import flat_to_schema
+from prefect_qiskit_runtime.core.models import flat_to_schema
 
 logger = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ class RuntimeService:
             RuntimeProgramNotFound: If the program does not exist.
             RequestsApiError: If the request failed.
         """
-        from prefect_qiskit_runtime.codec import RuntimeEncoder
+        from prefect_qiskit_runtime.core.codec import RuntimeEncoder
 
         if not options or not options.get("backend_name"):
             raise IBMQInputValueError('"backend_name" is required field in "options"')

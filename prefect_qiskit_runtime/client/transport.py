@@ -34,7 +34,7 @@ from tenacity import (
 )
 
 from prefect_qiskit_runtime._version import __version__
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     IBMQInputValueError,
     IBMQNotAuthorizedError,
     QiskitRuntimeError,

@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from prefect_qiskit_runtime._version import __version__
-from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server import auth
 from prefect_qiskit_runtime.server.auth import (
     ApiError,

@@ -90,7 +90,7 @@ class UserMessenger:
             TypeError: If the encoder cannot serialise ``message``.
         """
         if encoder is None:
-            from prefect_qiskit_runtime.codec import RuntimeEncoder
+            from prefect_qiskit_runtime.core.codec import RuntimeEncoder
 
             encoder = RuntimeEncoder
         text = json.dumps(message, cls=encoder)
@@ -116,7 +116,7 @@ def decode_inputs(params_json: str) -> dict[str, Any]:
     Raises:
         ValueError: If ``params`` is not an object.
     """
-    from prefect_qiskit_runtime.codec import RuntimeDecoder
+    from prefect_qiskit_runtime.core.codec import RuntimeDecoder
 
     params: Any = json.loads(params_json, cls=RuntimeDecoder) if params_json else {}
     if isinstance(params, str):
@@ -262,7 +262,7 @@ def preload() -> None:
     import qiskit_aer.primitives  # noqa: F401
     import scipy.optimize  # noqa: F401
 
-    from prefect_qiskit_runtime.codec import RuntimeDecoder, RuntimeEncoder
+    from prefect_qiskit_runtime.core.codec import RuntimeDecoder, RuntimeEncoder
     from prefect_qiskit_runtime.server import backends
 
     backends.warm_up()
@@ -311,7 +311,7 @@ def _warm_inputs(state: dict[str, Any]) -> None:
     from qiskit import QuantumCircuit
     from qiskit.circuit import Parameter
 
-    from prefect_qiskit_runtime.codec import RuntimeEncoder
+    from prefect_qiskit_runtime.core.codec import RuntimeEncoder
     from prefect_qiskit_runtime.server.backends import build_backend, transpile_for
 
     backend = build_backend(WARM_UP_BACKEND, cached=True)
@@ -332,7 +332,7 @@ def _warm_estimator(state: dict[str, Any]) -> None:
     from qiskit.primitives.containers import ObservablesArray
     from qiskit.quantum_info import SparsePauliOp
 
-    from prefect_qiskit_runtime.codec import RuntimeEncoder
+    from prefect_qiskit_runtime.core.codec import RuntimeEncoder
     from prefect_qiskit_runtime.server.backends import estimator_for
 
     circuit = state["circuit"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.broker import Broker
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor, JobSpec, Outcome

@@ -58,7 +58,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from prefect_qiskit_runtime.models import FINAL_STATES, PENDING_STATES, JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import FINAL_STATES, PENDING_STATES, JobState, ReasonCode
 
 SYSTEM_USER_ID = "system"
 DEFAULT_HUB, DEFAULT_GROUP, DEFAULT_PROJECT = "local", "default", "main"

@@ -12,7 +12,7 @@ from service_helpers import RunningService
 
 from prefect_qiskit_runtime.client import RetryPolicy, RuntimeService
 from prefect_qiskit_runtime.client.transport import normalise_root, parse_retry_after
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     IBMQInputValueError,
     RuntimeJobNotFound,
     RuntimeProgramNotFound,

@@ -15,7 +15,7 @@ from qiskit.providers import JobStatus
 from service_helpers import RunningService
 
 from prefect_qiskit_runtime.client import RuntimeJob, RuntimeService
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     IBMQInputValueError,
     QiskitRuntimeError,
     RuntimeAuthenticationError,
@@ -26,13 +26,13 @@ from prefect_qiskit_runtime.exceptions import (
     RuntimeJobTimeoutError,
     RuntimeProgramNotFound,
 )
-from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 
 
 def test_seed_documentation_workflow(
     alice: RuntimeService, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from prefect_qiskit_runtime.codec import RunnerResult
+    from prefect_qiskit_runtime.core.codec import RunnerResult
 
     # List all available programs.
     alice.pprint_programs()

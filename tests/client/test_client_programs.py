@@ -11,13 +11,13 @@ import pytest
 from client_support import DOUBLER, unique
 
 from prefect_qiskit_runtime.client import ParameterNamespace, RuntimeService
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     IBMQInputValueError,
     IBMQNotAuthorizedError,
     RuntimeDuplicateProgramError,
     RuntimeProgramNotFound,
 )
-from prefect_qiskit_runtime.models import ProgramParameter, ProgramResult
+from prefect_qiskit_runtime.core.models import ProgramParameter, ProgramResult
 
 
 def test_upload_flat_metadata_dict_becomes_json_schema(alice: RuntimeService) -> None:

@@ -14,7 +14,7 @@ from client_support import BACKEND, started_callback
 from service_helpers import RunningService, start_service, stop_service
 
 from prefect_qiskit_runtime.client import RuntimeService
-from prefect_qiskit_runtime.exceptions import RequestsApiError, RuntimeInvalidStateError
+from prefect_qiskit_runtime.core.exceptions import RequestsApiError, RuntimeInvalidStateError
 
 
 class Recorder:

@@ -55,7 +55,7 @@ def flows_on_path() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def credentials(service: Any) -> Any:
     """Credentials of user ``alice`` (may upload) on the test service."""
-    from prefect_qiskit_runtime.blocks import QiskitRuntimeCredentials
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeCredentials
 
     return QiskitRuntimeCredentials(url=service.url, token=service.add_user("alice"))
 
@@ -63,7 +63,7 @@ def credentials(service: Any) -> Any:
 @pytest.fixture(scope="session")
 def backend(credentials: Any) -> Any:
     """Aer on the test service, retrying without delay."""
-    from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend
 
     return QiskitRuntimeBackend(
         credentials=credentials, backend_name="aer_simulator", retry_delay_seconds=0

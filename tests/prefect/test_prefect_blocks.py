@@ -21,8 +21,8 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from prefect.utilities.dispatch import get_registry_for_type
 from prefect.utilities.importtools import to_qualified_name
 
-import prefect_qiskit_runtime.blocks  # noqa: F401 - registers the block classes
-from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
+import prefect_qiskit_runtime.prefect.blocks  # noqa: F401 - registers the block classes
+from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
 
 
 def _our_blocks() -> list[type[Block]]:

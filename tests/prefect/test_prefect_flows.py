@@ -97,7 +97,7 @@ def test_prefect_overhead_per_iteration(flows_on_path: Any, backend: Any) -> Non
     import vqe
     from qiskit.quantum_info import SparsePauliOp
 
-    from prefect_qiskit_runtime.loops import estimator_cost, minimize
+    from prefect_qiskit_runtime.prefect.loops import estimator_cost, minimize
 
     cost = estimator_cost(
         backend, vqe.ansatz(), SparsePauliOp.from_list(vqe.equilibrium_hamiltonian())

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import TaskRunSort
 
-from prefect_qiskit_runtime.loops import (
+from prefect_qiskit_runtime.prefect.loops import (
     BlockCheckpointStore,
     LocalCheckpointStore,
     minimize,
@@ -154,7 +154,7 @@ def test_a_diverging_replay_continues_live(tmp_path: Any) -> None:
 
 
 def test_render_convergence_markdown_keeps_long_histories_short() -> None:
-    from prefect_qiskit_runtime.loops import LoopResult
+    from prefect_qiskit_runtime.prefect.loops import LoopResult
 
     history = [
         {

@@ -14,8 +14,8 @@ import pytest
 from prefect import flow
 
 from prefect_qiskit_runtime.client.transport import Transport
-from prefect_qiskit_runtime.exceptions import RuntimeServiceUnavailable
-from prefect_qiskit_runtime.tasks import run_and_await, run_program, upload_program
+from prefect_qiskit_runtime.core.exceptions import RuntimeServiceUnavailable
+from prefect_qiskit_runtime.prefect.tasks import run_and_await, run_program, upload_program
 
 SELF_KILLING_PROGRAM = """
 import os

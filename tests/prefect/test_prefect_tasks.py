@@ -20,8 +20,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-from prefect_qiskit_runtime.exceptions import RuntimeJobFailureError, RuntimeProgramNotFound
-from prefect_qiskit_runtime.tasks import (
+from prefect_qiskit_runtime.core.exceptions import RuntimeJobFailureError, RuntimeProgramNotFound
+from prefect_qiskit_runtime.prefect.tasks import (
     JOB_METRICS_ARTIFACT_KEY,
     alist_programs,
     arun_and_await,

@@ -21,7 +21,7 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 
-from prefect_qiskit_runtime.codec import RuntimeDecoder, RuntimeEncoder
+from prefect_qiskit_runtime.core.codec import RuntimeDecoder, RuntimeEncoder
 from prefect_qiskit_runtime.server import backends
 from prefect_qiskit_runtime.server.executors.base import JobSpec, Outcome
 from prefect_qiskit_runtime.server.executors.local import LocalExecutor
@@ -279,7 +279,7 @@ async def test_circuit_runner_with_mitigation(run_program: Any) -> None:
         raw_good = (counts.get("00", 0) + counts.get("11", 0)) / 2000
         mitigated_good = quasi.get(0, 0) + quasi.get(3, 0)
         assert mitigated_good >= raw_good - 1e-9  # readout errors were taken out, not added
-    from prefect_qiskit_runtime.codec import RunnerResult
+    from prefect_qiskit_runtime.core.codec import RunnerResult
 
     decoded = RunnerResult.decode(json.dumps(doc))
     assert decoded.get_quasiprobabilities(0)  # the old client's accessor works on it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import delete
 
-from prefect_qiskit_runtime.models import JobState
+from prefect_qiskit_runtime.core.models import JobState
 from prefect_qiskit_runtime.server.auth import TokenCache
 from prefect_qiskit_runtime.server.broker import Broker
 from prefect_qiskit_runtime.server.config import ServiceConfig

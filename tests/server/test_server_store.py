@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from prefect_qiskit_runtime.models import JobState, ReasonCode
+from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.config import sqlite_url
 from prefect_qiskit_runtime.server.store import (
     Answer,

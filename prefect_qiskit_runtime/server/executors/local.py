@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect_qiskit_runtime.models import ReasonCode
+from prefect_qiskit_runtime.core.models import ReasonCode
 from prefect_qiskit_runtime.server.executors.base import (
     Executor,
     ExecutorEvents,

@@ -35,9 +35,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_qiskit_runtime import _prefect_utils as pu
-from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
-from prefect_qiskit_runtime.exceptions import (
+from prefect_qiskit_runtime.core.exceptions import (
     QiskitRuntimeError,
     RuntimeDuplicateProgramError,
     RuntimeInvalidStateError,
@@ -47,7 +45,9 @@ from prefect_qiskit_runtime.exceptions import (
     RuntimeJobTimeoutError,
     RuntimeProgramNotFound,
 )
-from prefect_qiskit_runtime.models import JobState
+from prefect_qiskit_runtime.core.models import JobState
+from prefect_qiskit_runtime.prefect import _utils as pu
+from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
 
 if TYPE_CHECKING:
     from prefect_qiskit_runtime.client import RuntimeJob, RuntimeService
@@ -655,7 +655,7 @@ def upload_program(
         ```python
         from prefect import flow
         from prefect_qiskit_runtime import QiskitRuntimeCredentials
-        from prefect_qiskit_runtime.tasks import upload_program
+        from prefect_qiskit_runtime.prefect.tasks import upload_program
 
         @flow
         def publish():
@@ -844,7 +844,7 @@ def run_and_await(
         ```python
         from prefect import flow
         from prefect_qiskit_runtime import QiskitRuntimeBackend
-        from prefect_qiskit_runtime.tasks import run_and_await
+        from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
         @flow
         def hello():

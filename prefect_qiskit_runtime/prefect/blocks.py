@@ -227,7 +227,7 @@ class QiskitRuntimeBackend(Block):
         ```python
         from prefect import flow
         from prefect_qiskit_runtime import QiskitRuntimeBackend
-        from prefect_qiskit_runtime.tasks import run_and_await
+        from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
         @flow
         def hello():

@@ -21,7 +21,7 @@ from uuid import UUID
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger, get_run_logger
 
-from prefect_qiskit_runtime.exceptions import QiskitRuntimeError
+from prefect_qiskit_runtime.core.exceptions import QiskitRuntimeError
 
 T = TypeVar("T")
 

@@ -41,12 +41,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from prefect_qiskit_runtime import _prefect_utils as pu
+from prefect_qiskit_runtime.prefect import _utils as pu
 
 if TYPE_CHECKING:
     from prefect.filesystems import WritableFileSystem
 
-    from prefect_qiskit_runtime.blocks import QiskitRuntimeBackend
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend
 
 __all__ = [
     "BlockCheckpointStore",
@@ -319,7 +319,7 @@ def minimize(
         ```python
         from prefect import flow
         from prefect_qiskit_runtime import QiskitRuntimeBackend
-        from prefect_qiskit_runtime.loops import estimator_cost, minimize
+        from prefect_qiskit_runtime.prefect.loops import estimator_cost, minimize
 
         @flow
         def vqe(ansatz, hamiltonian):
@@ -645,7 +645,7 @@ class EstimatorCost:
         ids = (id(self.circuit), id(self.observable))
         if self._encoded is None or self._encoded_ids != ids:
             # Assigning a new circuit or observable re-encodes; mutating one in place does not.
-            from prefect_qiskit_runtime.codec import RuntimeEncoder
+            from prefect_qiskit_runtime.core.codec import RuntimeEncoder
 
             def wire(value: Any) -> Any:
                 return json.loads(json.dumps(value, cls=RuntimeEncoder))
@@ -670,7 +670,7 @@ class EstimatorCost:
         return {"pubs": [pub]}
 
     def __call__(self, params: np.ndarray) -> float:
-        from prefect_qiskit_runtime.tasks import _cancel_quietly, submit_job
+        from prefect_qiskit_runtime.prefect.tasks import _cancel_quietly, submit_job
 
         job = submit_job(
             self.backend.get_client(),

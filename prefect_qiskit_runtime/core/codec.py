@@ -44,8 +44,8 @@ that is actually there), ``settings`` only instantiate classes from modules unde
 prefixes (:data:`SETTINGS_MODULE_PREFIXES`), every decompression is capped (default
 :data:`DEFAULT_MAX_DECOMPRESSED_BYTES`, overridable per call or with the environment variable
 ``PREFECT_QISKIT_RUNTIME_MAX_DECOMPRESSED_BYTES``), and a malformed payload of a known tag raises
-:class:`~prefect_qiskit_runtime.exceptions.RuntimePayloadError`. Unknown tags decode to their raw
-``__value__``.
+:class:`~prefect_qiskit_runtime.core.exceptions.RuntimePayloadError`. Unknown tags decode to their
+raw ``__value__``.
 
 QPY versions: the encoder writes the oldest QPY version the installed Qiskit can write
 (:func:`qpy_version_written`; 13 for qiskit 2.x), falling back to the newest one for circuits that
@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prefect_qiskit_runtime.exceptions import RuntimePayloadError
+from prefect_qiskit_runtime.core.exceptions import RuntimePayloadError
 
 if TYPE_CHECKING:
     from qiskit.result import QuasiDistribution, Result
