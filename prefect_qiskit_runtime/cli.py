@@ -6,7 +6,7 @@ Commands::
                                         [--workers N] [--memory-limit-mb N]
                                         [--tls-cert F --tls-key F | --tls-self-signed]
                                         [--ready-file PATH] [--idle-timeout SECONDS]
-    prefect-qiskit-runtime server stop|status [--home DIR]     (the embedded service)
+    prefect-qiskit-runtime server stop|status [--home DIR]     (the service serving a home)
     prefect-qiskit-runtime users add NAME [--can-upload] [--home DIR]
     prefect-qiskit-runtime users list [--home DIR]
     prefect-qiskit-runtime programs list [--home DIR]
@@ -30,10 +30,12 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect_qiskit_runtime._version import __version__
+from prefect_qiskit_runtime.client.embedded import SERVICE_RECORD
 
 logger = logging.getLogger("prefect_qiskit_runtime.cli")
 
@@ -110,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--access-log", action="store_true", help="log every request")
     start.add_argument("--log-level", default="INFO", help="service log level (default INFO)")
     for name in ("stop", "status"):
-        cmd = server_sub.add_parser(name, help=f"{name} the embedded service of a home")
+        cmd = server_sub.add_parser(
+            name,
+            help="stop the service of a home"
+            if name == "stop"
+            else "print the service of a home as JSON (url, pid, version, start time, uptime)",
+        )
         cmd.add_argument("--home", help="service home (default: the per-user data directory)")
 
     users = sub.add_parser("users", help="manage accounts")
@@ -169,8 +176,18 @@ def _bind(host: str, port: int) -> socket.socket:
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    # Owner-only: the service record names a port that accepts the local user's token.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data))
     os.replace(tmp, path)
+
+
+def _remove_if_ours(path: Path) -> None:
+    """Remove a record this process wrote, unless a newer service of the same home replaced it."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
 
 
 def _load_factory(spec: str) -> Callable[..., Any]:
@@ -230,6 +247,9 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     runtime = app.state.runtime
     ready_file = Path(args.ready_file) if args.ready_file else None
+    # Every service records itself in its home, however it was started, so that `server status`
+    # and `server stop --home` (and clients reusing the home's service) find it.
+    record_file = home / SERVICE_RECORD
 
     uv_config = uvicorn.Config(
         app,
@@ -256,8 +276,17 @@ def serve(args: argparse.Namespace) -> int:
             await super().startup(sockets=sockets)
             if self.started:
                 logger.info("runtime service %s ready at %s (home %s)", __version__, url, home)
+                record = {
+                    "url": url,
+                    "pid": os.getpid(),
+                    "home": str(home.resolve()),
+                    "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "version": __version__,
+                    "tls_cert": str(cert.resolve()) if cert else None,
+                }
+                _write_json_atomic(record_file, record)
                 if ready_file is not None:
-                    _write_json_atomic(ready_file, {"url": url, "pid": os.getpid()})
+                    _write_json_atomic(ready_file, record)
 
     server = _Server(uv_config)
 
@@ -285,10 +314,9 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         sock.close()
-        if ready_file is not None:
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(ready_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
-                    ready_file.unlink()
+        for path in (record_file, ready_file):
+            if path is not None:
+                _remove_if_ours(path)
     return 0 if server.started else 1
 
 

@@ -5,7 +5,8 @@ The data directory is ``PREFECT_QISKIT_RUNTIME_HOME`` or the user's data directo
 
 - ``embedded.lock``: an ``flock`` held while one process checks for, or starts, the service, so that
   concurrent processes share one instance;
-- ``embedded.json`` (mode 0600): ``{"url", "pid"}`` of the running service;
+- ``embedded.json`` (mode 0600): ``{"url", "pid", "home", "started", "version"}`` of the running
+  service, written by the service itself (however it was started) and removed when it stops;
 - ``token`` (mode 0600): the local user's API token, created once;
 - ``embedded.log``: the service's output.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -36,6 +38,10 @@ import requests
 from prefect_qiskit_runtime.core.exceptions import EmbeddedServiceError
 
 logger = logging.getLogger(__name__)
+
+#: The file in a service's home naming the running service (``url``, ``pid``, ``started``...),
+#: written by the service itself once it accepts connections and removed when it stops.
+SERVICE_RECORD = "embedded.json"
 
 HOME_ENV = "PREFECT_QISKIT_RUNTIME_HOME"
 #: Seconds without requests or running jobs after which the embedded service exits.
@@ -112,7 +118,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _read_record(home: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads((home / "embedded.json").read_text(encoding="utf-8"))
+        record = json.loads((home / SERVICE_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or "url" not in record or "pid" not in record:
@@ -120,12 +126,12 @@ def _read_record(home: Path) -> dict[str, Any] | None:
     return record
 
 
-def _health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+def _health(url: str, timeout: float = 2.0, verify: bool | str = True) -> dict[str, Any] | None:
     try:
         session = requests.Session()
         session.trust_env = False  # a configured internet proxy must not see local traffic
         with session:
-            response = session.get(url + "/health", timeout=timeout)
+            response = session.get(url + "/health", timeout=timeout, verify=verify)
         if response.status_code != 200:
             return None
         body = response.json()
@@ -135,16 +141,24 @@ def _health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
 
 
 def _our_process(pid: int, home: Path) -> psutil.Process | None:
-    """The process ``pid`` if it is a runtime service for ``home`` (pids get reused)."""
+    """The process ``pid`` if it is a runtime service serving ``home`` (pids get reused).
+
+    A service may have been started with ``--home`` relative to another directory, so its home is
+    compared after resolving it against the process's own working directory.
+    """
     try:
         proc = psutil.Process(pid)
         cmdline = proc.cmdline()
+        cwd = Path(proc.cwd())
     except (psutil.Error, OSError):
         return None
     joined = " ".join(cmdline)
-    ours = "prefect_qiskit_runtime" in joined or "prefect-qiskit-runtime" in joined
-    if ours and (str(home) in cmdline or str(home.resolve()) in cmdline):
-        return proc
+    if "prefect_qiskit_runtime" not in joined and "prefect-qiskit-runtime" not in joined:
+        return None
+    wanted = home.resolve()
+    for flag, value in itertools.pairwise(cmdline):
+        if flag == "--home" and (cwd / Path(value).expanduser()).resolve() == wanted:
+            return proc
     return None
 
 
@@ -309,12 +323,13 @@ def ensure(home: Path | str | None = None, *, timeout: float = START_TIMEOUT) ->
             if stale is not None:
                 logger.warning("Embedded service %d does not answer; restarting it", pid)
                 _terminate(stale)
-            (path / "embedded.json").unlink(missing_ok=True)
+            (path / SERVICE_RECORD).unlink(missing_ok=True)
         token = _local_token(path)
+        # The service writes its record in the home before its ready file, so the next caller
+        # finds it.
         url, pid = _launch(path, timeout)
         if _health(url, timeout=10.0) is None:
             raise EmbeddedServiceError(f"The embedded service at {url} does not answer /health")
-        _write_private(path / "embedded.json", json.dumps({"url": url, "pid": pid}))
         logger.info("Started the embedded runtime service at %s (pid %d)", url, pid)
         return EmbeddedService(url, token, pid, path, started=True)
 
@@ -345,7 +360,7 @@ def stop(home: Path | None = None) -> bool:
         if record is None:
             return False
         proc = _our_process(int(record["pid"]), path)
-        (path / "embedded.json").unlink(missing_ok=True)
+        (path / SERVICE_RECORD).unlink(missing_ok=True)
         if proc is None:
             return False
         _terminate(proc)
@@ -363,20 +378,26 @@ def status(home: Path | None = None) -> dict[str, Any] | None:
         home: The data directory (default: :func:`home_dir`).
 
     Returns:
-        ``{"url", "pid", "home", "version"}`` of a healthy service, or ``None``.
+        ``{"url", "pid", "home", "version", "started", "uptime_seconds"}`` of a healthy service
+        (``started`` in ISO-8601 UTC), or ``None``.
     """
     path = home_dir(home)
     record = _read_record(path)
     if record is None:
         return None
-    health = _health(str(record["url"]))
+    # A service started with TLS records its certificate, which is what it is trusted by.
+    health = _health(str(record["url"]), verify=record.get("tls_cert") or True)
     if health is None:
         return None
+    started = record.get("started")
+    uptime = health.get("uptime")
     return {
         "url": str(record["url"]),
         "pid": int(record["pid"]),
         "home": str(path),
         "version": health.get("version"),
+        "started": started,
+        "uptime_seconds": uptime,
     }
 
 

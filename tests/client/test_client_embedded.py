@@ -113,7 +113,7 @@ def test_dead_service_is_replaced(home: Path) -> None:
     info = embedded.ensure(home)
     assert info.started is True
     process = psutil.Process(info.pid)
-    process.terminate()  # it exits without removing embedded.json, as after a crash
+    process.kill()  # it exits without removing embedded.json, as after a crash
     process.wait(timeout=60)
     replacement = embedded.ensure(home)
     assert replacement.started is True

@@ -7,8 +7,10 @@ import ipaddress
 import json
 import ssl
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import requests
 from cryptography import x509
 from server_helpers import PUBLISHER, Api, make_api
@@ -114,3 +116,28 @@ def test_idle_timeout_exits_cleanly(tmp_path: Path) -> None:
     assert svc.process.wait(timeout=120) == 0
     assert not (home / "ready.json").exists()
     assert "idle for" in svc.log_path.read_text()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_status_and_stop_find_a_service_started_in_the_foreground(
+    tmp_path: Path, tls: bool
+) -> None:
+    """``server status/stop --home`` act on a service that ``server start --home`` started."""
+    home = tmp_path / "served"
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    svc = start_service(home, *(["--tls-self-signed"] if tls else []))
+    try:
+        status = cli("server", "status", "--home", str(home))
+        info = json.loads(status.stdout)
+        assert info["pid"] == svc.process.pid and info["url"] == svc.url
+        started = datetime.fromisoformat(info["started"])
+        assert before <= started <= datetime.now(timezone.utc)
+        assert info["uptime_seconds"] >= 0 and info["version"]
+        stopped = cli("server", "stop", "--home", str(home))
+        assert stopped.stdout.strip() == "stopped"
+        assert svc.process.wait(timeout=60) == 0
+        again = cli("server", "status", "--home", str(home), check=False)
+        assert again.returncode == 1 and "not running" in again.stdout
+        assert not (home / "embedded.json").exists()
+    finally:
+        stop_service(svc)
