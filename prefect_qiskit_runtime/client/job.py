@@ -8,25 +8,29 @@ the job's status in ``X-Job-Status``), so a successful job costs one request aft
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from dateutil import parser as dateparser
 
 from prefect_qiskit_runtime.client.stream import Callback, ResultStream, decode_with
 from prefect_qiskit_runtime.client.transport import Transport, new_idempotency_key
+from prefect_qiskit_runtime.client.waiting import Deadline
+from prefect_qiskit_runtime.client.wire import (
+    JOB_STATUS_HEADER,
+    decode_params,
+    fmt_seconds,
+    is_final_object,
+    job_timings,
+    parse_time,
+    response_text,
+)
 from prefect_qiskit_runtime.core.exceptions import (
     QiskitRuntimeError,
     RuntimeInvalidStateError,
     RuntimeJobCancelled,
     RuntimeJobFailureError,
     RuntimeJobNotFound,
-    RuntimeJobTimeoutError,
 )
 from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 
@@ -35,37 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Longest single long-poll (the service allows 60; shorter keeps idle proxies from cutting it).
-LONG_POLL_SECONDS = 30.0
-#: How long ``result()`` waits after the job's end for the stream to deliver the last messages.
-STREAM_DRAIN_SECONDS = 30.0
-
 _NOT_FOUND = {404: RuntimeJobNotFound}
-#: Header of the results answer naming the job's status (a wire extension of this service).
-JOB_STATUS_HEADER = "X-Job-Status"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Parse an ISO-8601 time from the wire into an aware UTC ``datetime`` (or ``None``)."""
-    if not value:
-        return None
-    parsed = value if isinstance(value, datetime) else dateparser.isoparse(str(value))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def decode_params(params: Any) -> dict[str, Any]:
-    """Decode a job's ``params`` (an object, a JSON string or a one-element list) into inputs."""
-    from prefect_qiskit_runtime.core.codec import RuntimeDecoder
-
-    if params is None:
-        return {}
-    if isinstance(params, list) and len(params) == 1:
-        params = params[0]
-    text = params if isinstance(params, str) else json.dumps(params)
-    decoded = json.loads(text, cls=RuntimeDecoder)
-    return decoded if isinstance(decoded, dict) else {"params": decoded}
 
 
 class RuntimeJob:
@@ -156,8 +130,6 @@ class RuntimeJob:
         state = self._state.value if self._state else "unknown"
         return f"<RuntimeJob {self._job_id!r} program={self._program_id!r} status={state!r}>"
 
-    # --- identity -------------------------------------------------------------------------------
-
     def job_id(self) -> str:
         """The job's id."""
         return self._job_id
@@ -207,8 +179,6 @@ class RuntimeJob:
         """The wire status as of the last refresh (``None`` before the first)."""
         return self._state
 
-    # --- status ---------------------------------------------------------------------------------
-
     def refresh(self, wait: float = 0.0) -> dict[str, Any]:
         """Fetch the job object, long-polling up to ``wait`` seconds for a final state.
 
@@ -222,18 +192,33 @@ class RuntimeJob:
             RuntimeJobNotFound: If the job does not exist (or was deleted).
             RequestsApiError: If the request failed.
         """
-        params = {"wait": _fmt_seconds(wait)} if wait > 0 else None
-        response = self._transport.request(
-            "GET",
-            f"/jobs/{self._job_id}",
-            what=f"get job {self._job_id}",
-            params=params,
-            read_timeout=self._transport.timeout[1] + wait,
-            errors=_NOT_FOUND,
-        )
-        obj = response.json()
+        return self._fetch(wait)
+
+    def _fetch(self, wait: float = 0.0, deadline: Deadline | None = None) -> dict[str, Any]:
+        """:meth:`refresh`, retrying within ``deadline`` while the service is unreachable."""
+        response = self._get("", f"get job {self._job_id}", wait, deadline)
+        obj = dict(response.json())
         self._absorb(obj)
         return obj
+
+    def _get(self, suffix: str, what: str, window: float, deadline: Deadline | None) -> Any:
+        """``GET /jobs/{id}{suffix}``, long-polling ``window`` seconds, patient within ``deadline``.
+
+        Without a deadline, only the transport's own retries apply.
+        """
+
+        def send() -> Any:
+            return self._transport.request(
+                "GET",
+                f"/jobs/{self._job_id}{suffix}",
+                what=what,
+                params={"wait": fmt_seconds(window)} if window > 0 else None,
+                read_timeout=self._transport.timeout[1] + window,
+                deadline=None if deadline is None else deadline.at,
+                errors=_NOT_FOUND,
+            )
+
+        return send() if deadline is None else deadline.patiently(send, self._transport.retry)
 
     def _absorb(self, obj: dict[str, Any]) -> None:
         try:
@@ -268,101 +253,71 @@ class RuntimeJob:
     def wait_for_final_state(self, timeout: float | None = None, wait: float = 5) -> None:
         """Block until the job is final.
 
+        Transient failures (the service unreachable or busy) are retried with backoff until
+        ``timeout``; see :mod:`prefect_qiskit_runtime.client.waiting`.
+
         Args:
             timeout: Seconds to wait at most; ``None`` waits as long as it takes.
             wait: Accepted for compatibility; the service's long-poll replaces polling.
 
         Raises:
             RuntimeJobTimeoutError: If the job is not final within ``timeout`` (it keeps running).
+            RuntimeServiceUnavailable: If the service stayed unreachable until ``timeout``.
         """
         del wait  # polling interval of the original API; long-polling makes it unnecessary
-        windows = self._long_polls(timeout)
+        self._wait_final(self._deadline(timeout))
+
+    def _deadline(self, timeout: float | None) -> Deadline:
+        return Deadline(timeout, what=f"job {self._job_id}")
+
+    def _wait_final(self, deadline: Deadline) -> None:
+        windows = deadline.windows()
         while not self._is_final():
-            self.refresh(wait=next(windows))
+            self._fetch(wait=next(windows), deadline=deadline)
         self._drain_stream()
 
-    def _long_polls(self, timeout: float | None) -> Iterator[float]:
-        """The length of each long-poll, until ``timeout`` seconds from now have passed.
-
-        Raises:
-            RuntimeJobTimeoutError: When asked for a long-poll after the time is up.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if deadline is None:
-                yield LONG_POLL_SECONDS
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeJobTimeoutError(
-                    f"Timed out waiting for job {self._job_id} after {timeout} seconds"
-                )
-            yield min(LONG_POLL_SECONDS, remaining)
-
     def _drain_stream(self) -> None:
-        """Let an active stream deliver the job's last interim results before returning."""
-        stream = self._stream
-        if stream is None or not stream.running or stream.on_worker_thread():
-            return
-        if not stream.join(STREAM_DRAIN_SECONDS):
-            logger.warning(
-                "Interim results of job %s still streaming %.0fs after the job ended",
-                self._job_id,
-                STREAM_DRAIN_SECONDS,
-            )
+        if self._stream is not None:
+            self._stream.drain()
 
-    # --- results --------------------------------------------------------------------------------
-
-    def _await_results(self, timeout: float | None) -> None:
+    def _await_results(self, deadline: Deadline) -> None:
         """Long-poll the results until the job is final; cache its status and results text.
 
-        Falls back to :meth:`wait_for_final_state` when the service does not name the job's status
+        Falls back to waiting on the job object when the service does not name the job's status
         (a service without the extension).
 
         Raises:
-            RuntimeJobTimeoutError: If the job is not final within ``timeout``.
+            RuntimeJobTimeoutError: If the job is not final by ``deadline``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        windows = self._long_polls(timeout)
+        windows = deadline.windows()
         while not self._is_final():
             window = next(windows)
-            response = self._transport.request(
-                "GET",
-                f"/jobs/{self._job_id}/results",
-                what=f"get the result of job {self._job_id}",
-                params={"wait": _fmt_seconds(window)},
-                read_timeout=self._transport.timeout[1] + window,
-                errors=_NOT_FOUND,
+            response = self._get(
+                "/results", f"get the result of job {self._job_id}", window, deadline
             )
             try:
                 state = JobState.parse(response.headers.get(JOB_STATUS_HEADER, ""))
             except ValueError:
-                remaining_time = None if deadline is None else deadline - time.monotonic()
-                self.wait_for_final_state(timeout=remaining_time)
+                self._wait_final(deadline)
                 return
             if response.status_code == 204 or not state.is_final:
                 continue
             if state != JobState.COMPLETED:
                 # The error's code and retryable flag live in the job object: one more request,
                 # on failures only.
-                self.refresh()
+                self._fetch(deadline=deadline)
             with self._lock:
                 if state == JobState.COMPLETED and self._state != JobState.CANCELLED:
                     self._state = state
-            self._results_text = _text(response)
+            self._results_text = response_text(response)
         self._drain_stream()
 
-    def _results_raw(self) -> str:
+    def _results_raw(self, deadline: Deadline | None = None) -> str:
         if self._results_text is None:
-            response = self._transport.request(
-                "GET",
-                f"/jobs/{self._job_id}/results",
-                what=f"get the result of job {self._job_id}",
-                errors=_NOT_FOUND,
-            )
+            response = self._get("/results", f"get the result of job {self._job_id}", 0.0, deadline)
             if response.status_code == 204 or not self._is_final():
-                return _text(response)  # not final yet; do not cache
-            self._results_text = _text(response)
+                return response_text(response)  # not final yet; do not cache
+            self._results_text = response_text(response)
         return self._results_text
 
     def error_message(self) -> str | None:
@@ -395,24 +350,25 @@ class RuntimeJob:
                 program's traceback and ``retryable`` says whether running it again may help.
             RuntimeJobCancelled: If the job was cancelled.
             RuntimeJobTimeoutError: If ``timeout`` passed first.
+            RuntimeServiceUnavailable: If the service stayed unreachable until ``timeout``
+                (transient failures are retried with backoff and jitter until then).
         """
         del wait  # polling interval of the original API; long-polling makes it unnecessary
-        self._await_results(timeout)
+        deadline = self._deadline(timeout)
+        self._await_results(deadline)
+        failure: type[QiskitRuntimeError] | None = None
         if self._state in (JobState.FAILED, JobState.CANCELLED_RAN_TOO_LONG):
+            failure = RuntimeJobFailureError
+            message = f"Unable to retrieve job result. {self.error_message()}"
+        elif self._state == JobState.CANCELLED:
+            failure = RuntimeJobCancelled
+            message = f"Job {self._job_id} was cancelled and has no result."
+        if failure is not None:
             reason = self.reason_code
-            raise RuntimeJobFailureError(
-                f"Unable to retrieve job result. {self.error_message()}",
-                error_code=reason.value if reason else None,
-                retryable=self.retryable,
+            raise failure(
+                message, error_code=reason.value if reason else None, retryable=self.retryable
             )
-        if self._state == JobState.CANCELLED:
-            reason = self.reason_code
-            raise RuntimeJobCancelled(
-                f"Job {self._job_id} was cancelled and has no result.",
-                error_code=reason.value if reason else None,
-                retryable=self.retryable,
-            )
-        return decode_with(self._decoder(decoder), self._results_raw())
+        return decode_with(self._decoder(decoder), self._results_raw(deadline))
 
     def _decoder(self, decoder: Any) -> Any:
         if decoder is not None:
@@ -469,7 +425,7 @@ class RuntimeJob:
             )
         except RuntimeJobNotFound:
             return ""
-        return _text(response)
+        return response_text(response)
 
     def interim_results(self, decoder: Any = None) -> list[Any]:
         """Every interim result the job has published so far, decoded, in order.
@@ -480,12 +436,8 @@ class RuntimeJob:
         Returns:
             The decoded messages.
         """
-        response = self._transport.request(
-            "GET",
-            f"/jobs/{self._job_id}/interim_results",
-            what=f"get the interim results of job {self._job_id}",
-            errors=_NOT_FOUND,
-        )
+        what = f"get the interim results of job {self._job_id}"
+        response = self._get("/interim_results", what, 0.0, None)
         use = self._decoder(decoder)
         messages = sorted(response.json().get("messages", []), key=lambda m: m["seq"])
         return [decode_with(use, m["message"]) for m in messages]
@@ -500,32 +452,16 @@ class RuntimeJob:
             ``message_count`` and ``reason_code``.
         """
         raw = self._raw
-        if not self._is_final() or not _final_object(raw):
+        if not self._is_final() or not is_final_object(raw):
             # The status may be known from a results answer, which carries no timestamps.
             raw = self.refresh()
-        created = parse_time(raw.get("created"))
-        started = parse_time(raw.get("started"))
-        finished = parse_time(raw.get("ended"))
-
-        def span(a: datetime | None, b: datetime | None) -> float | None:
-            return None if a is None or b is None else max(0.0, (b - a).total_seconds())
-
         return {
             "job_id": self._job_id,
             "program_id": self._program_id,
             "backend": self._backend_name,
             "status": self._state.value if self._state else None,
-            "created": created,
-            "started": started,
-            "finished": finished,
-            "queue_seconds": span(created, started),
-            "run_seconds": span(started, finished),
-            "total_seconds": span(created, finished),
-            "message_count": raw.get("message_count"),
-            "reason_code": raw.get("reason_code"),
+            **job_timings(raw),
         }
-
-    # --- streaming ------------------------------------------------------------------------------
 
     def stream_results(self, callback: Callback, decoder: Any = None, *, after: int = 0) -> None:
         """Stream interim results to ``callback(job_id, message)`` on a worker thread.
@@ -556,24 +492,6 @@ class RuntimeJob:
         """Stop streaming interim results (the job goes on)."""
         if self._stream is not None:
             self._stream.cancel()
-
-
-def _text(response: Any) -> str:
-    """The body as text: the service writes UTF-8, even where a text/* answer lacks a charset."""
-    return bytes(response.content or b"").decode("utf-8", errors="replace")
-
-
-def _final_object(obj: dict[str, Any]) -> bool:
-    """Whether ``obj`` is a job object in a final state."""
-    try:
-        return bool(obj) and JobState.parse(str(obj.get("status", ""))).is_final
-    except ValueError:
-        return False
-
-
-def _fmt_seconds(seconds: float) -> str:
-    text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
-    return text or "0"
 
 
 __all__ = ["RuntimeJob", "decode_params", "parse_time"]

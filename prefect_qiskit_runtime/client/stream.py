@@ -67,6 +67,10 @@ def decode_with(decoder: Any, text: str) -> Any:
     return decoder(text)
 
 
+#: How long a finished job's wait lets its stream deliver the last interim results.
+STREAM_DRAIN_SECONDS = 30.0
+
+
 class ResultStream:
     """Streams one job's interim results to a callback on a worker thread.
 
@@ -139,6 +143,20 @@ class ResultStream:
             True if it ended within ``timeout``.
         """
         return self._done.wait(timeout)
+
+    def drain(self, seconds: float = STREAM_DRAIN_SECONDS) -> None:
+        """Let the stream deliver a finished job's last interim results, for up to ``seconds``.
+
+        Returns at once on the stream's own worker thread (a callback waiting for its job).
+        """
+        if not self.running or self.on_worker_thread():
+            return
+        if not self.join(seconds):
+            logger.warning(
+                "Interim results of job %s still streaming %.0fs after the job ended",
+                self.job_id,
+                seconds,
+            )
 
     def cancel(self) -> None:
         """Stop streaming: close the socket and let the worker thread end."""

@@ -32,6 +32,7 @@ from tenacity import (
     stop_after_attempt,
     stop_before_delay,
 )
+from tenacity.stop import stop_base
 
 from prefect_qiskit_runtime._version import __version__
 from prefect_qiskit_runtime.core.exceptions import (
@@ -92,8 +93,17 @@ class RetryPolicy:
         return base + random.uniform(0, self.jitter)
 
 
-class _RetryableStatus(Exception):
-    """Internal marker: an answer with a status from :data:`RETRY_STATUSES`."""
+class _StopBefore(stop_base):
+    """Stop retrying when the next attempt would start after ``deadline`` (monotonic clock)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Whether no retry may start any more."""
+        if self.deadline is None:
+            return False
+        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
 
 
 def normalise_root(url: str) -> str:
@@ -275,6 +285,7 @@ class Transport:
         content_type: str | None = None,
         idempotency_key: str | None = None,
         read_timeout: float | None = None,
+        deadline: float | None = None,
         errors: Mapping[int, type[QiskitRuntimeError]] | None = None,
         fallback: type[QiskitRuntimeError] = RequestsApiError,
     ) -> requests.Response:
@@ -291,6 +302,8 @@ class Transport:
             content_type: Content type of the body.
             idempotency_key: Sent as ``Idempotency-Key``; makes a ``POST`` retryable.
             read_timeout: Read timeout for this call (long-polls pass their wait plus a margin).
+            deadline: ``time.monotonic()`` value after which no retry starts (a caller's
+                timeout), in addition to the policy's own limits.
             errors: Exception types for specific statuses (404 → ``RuntimeJobNotFound``...).
             fallback: Exception type for statuses without a more specific mapping.
 
@@ -338,7 +351,8 @@ class Transport:
                 | retry_if_result(lambda r: retryable and r.status_code in RETRY_STATUSES)
             ),
             stop=stop_after_attempt(max(1, policy.max_attempts))
-            | stop_before_delay(policy.max_total_seconds),
+            | stop_before_delay(policy.max_total_seconds)
+            | _StopBefore(deadline),
             wait=self._wait,
             before_sleep=lambda state: self._log_retry(label, state),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,

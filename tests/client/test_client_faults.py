@@ -3,6 +3,7 @@ lost after the service acted, 429 and 503, and the requests that must never be r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -138,3 +139,50 @@ def test_url_and_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None
+
+
+def test_result_waits_through_an_outage_longer_than_one_requests_retries(
+    service: RunningService, proxy: FaultProxy
+) -> None:
+    """Ten lost results answers in a row (a request gives up after three attempts): ``result()``
+    backs off and asks again until it gets the answer, well inside its timeout."""
+    token = service.add_user("alice")
+    program_id = RuntimeService(service.url, token).upload_program(
+        DOUBLER, name=unique("outage"), description="d", max_execution_time=60
+    )
+    client = RuntimeService(
+        proxy.url, token, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, jitter=0.01)
+    )
+    job = client.run(program_id, BACKEND, {"x": 21})
+    lost: list[int] = []
+
+    def plan(n: int, method: str, path: str) -> str:
+        if path.split("?")[0].endswith("/results") and len(lost) < 10:
+            lost.append(n)
+            return DROP
+        return PASS
+
+    proxy.plan = plan
+    assert job.result(timeout=120) == 42
+    assert len(lost) == 10
+    assert len(client.jobs(limit=None, program_id=program_id)) == 1
+
+
+def test_result_gives_up_at_its_timeout_when_the_outage_outlasts_it(
+    service: RunningService, proxy: FaultProxy
+) -> None:
+    """Every answer lost: ``result(timeout=3)`` raises ``RuntimeServiceUnavailable`` saying the
+    wait ran out, and not much later than 3 s (no request retries past the caller's deadline)."""
+    token = service.add_user("alice")
+    program_id = RuntimeService(service.url, token).upload_program(
+        DOUBLER, name=unique("outlasting"), description="d", max_execution_time=60
+    )
+    client = RuntimeService(proxy.url, token, retry=RetryPolicy(initial_backoff=0.05))
+    job = client.run(program_id, BACKEND, {"x": 1})
+    proxy.plan = lambda n, method, path: UNAVAILABLE
+    started = time.monotonic()
+    with pytest.raises(RuntimeServiceUnavailable, match="ran out after 3 seconds"):
+        job.result(timeout=3)
+    elapsed = time.monotonic() - started
+    assert 2.0 <= elapsed < 6.0, elapsed
+    assert sum(1 for e in proxy.exchanges if "/results" in e.path) >= 4
