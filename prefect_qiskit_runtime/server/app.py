@@ -77,11 +77,19 @@ _USE_CASE_STATUS: dict[type[UseCaseError], int] = {
 # Middleware: activity, metrics, body size limit
 
 
+def _too_large(limit: int) -> str:
+    return f"The request body exceeds the limit of {limit} bytes."
+
+
 class BodyTooLarge(StarletteHTTPException):
-    """The request body exceeds the service's limit (HTTP 413)."""
+    """The request body exceeds the service's limit (HTTP 413).
+
+    Args:
+        limit: The limit in bytes.
+    """
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body exceeds the limit of {limit} bytes.")
+        super().__init__(413, _too_large(limit))
 
 
 Scope = MutableMapping[str, Any]
@@ -91,7 +99,15 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ServiceMiddleware:
-    """Counts requests for the idle timeout and the metrics, and caps request bodies."""
+    """Counts requests for the idle timeout and the metrics, and caps request bodies.
+
+    A body is refused by its Content-Length when it announces too much, and while it is read when
+    it has none (chunked): either way the answer is 413 ``PAYLOAD_TOO_LARGE``.
+
+    Args:
+        app: The ASGI application it wraps.
+        runtime: Where the activity, the limit and the metrics live.
+    """
 
     def __init__(
         self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime
@@ -134,11 +150,7 @@ class ServiceMiddleware:
             if scope["type"] == "http":
                 length = _content_length(scope)
                 if length is not None and length > limit:
-                    response = error_response(
-                        413,
-                        "PAYLOAD_TOO_LARGE",
-                        f"The request body exceeds the limit of {limit} bytes.",
-                    )
+                    response = error_response(413, "PAYLOAD_TOO_LARGE", _too_large(limit))
                     await response(scope, receive, send_wrapper)
                     return
                 await self.app(scope, receive_wrapper, send_wrapper)
