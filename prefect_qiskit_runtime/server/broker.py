@@ -3,7 +3,8 @@
 Two events exist per job: a new interim message (``seq``, ``data``) and "the job is final". The
 store stays the source of truth; a subscriber subscribes first, then reads what is stored, then
 follows the live events, so it never misses one. Events of jobs running in another service instance
-do not pass through here: subscribers also re-read the store now and then (see ``app.py``).
+do not pass through here: subscribers also re-read the store now and then (see
+``usecases/jobs.py`` and ``usecases/stream.py``).
 
 All methods may be called from any thread; subscribers live on the service's event loop.
 """

@@ -1,0 +1,17 @@
+"""The routes of the service, one thin module per resource.
+
+Each route parses its request, calls one use case (``server/usecases/``) and shapes the answer;
+no route holds SQL or a business rule. :data:`ROUTERS` is the order
+:func:`~prefect_qiskit_runtime.server.app.create_app` includes them in, which is also the order of
+the paths in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from prefect_qiskit_runtime.server.api import jobs, programs, service, stream
+
+ROUTERS: tuple[APIRouter, ...] = (service.router, programs.router, jobs.router, stream.router)
+
+__all__ = ["ROUTERS"]

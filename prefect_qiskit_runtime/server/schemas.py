@@ -1,0 +1,66 @@
+"""Request and response bodies of the service API (they also document it in /openapi.json).
+
+The routes parse requests into these models and the use cases take them as their inputs, so both
+layers share one definition of each body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Longest execution-time limit a program or a job may ask for: a week, in seconds.
+_MAX_SECONDS = 7 * 24 * 3600
+
+
+class ProgramCreate(BaseModel):
+    """Body of ``POST /runtime/programs`` in its JSON form."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=200)
+    data: str = Field(min_length=1, description="Standard base64 of the program's UTF-8 source.")
+    cost: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+    max_execution_time: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+    description: str = Field(default="", max_length=100_000)
+    is_public: bool = False
+    spec: dict[str, Any] | None = None
+
+
+class ProgramUpdate(BaseModel):
+    """Body of ``PATCH /runtime/programs/{id}``: only the given fields change."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=100_000)
+    cost: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+    max_execution_time: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+    spec: dict[str, Any] | None = None
+
+
+class JobCreate(BaseModel):
+    """Body of ``POST /runtime/jobs`` (``spec/runtime-api.md`` §3.4)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    program_id: str = Field(min_length=1, max_length=100)
+    backend: str = Field(min_length=1, max_length=200)
+    hub: str | None = Field(default=None, max_length=100)
+    group: str | None = Field(default=None, max_length=100)
+    project: str | None = Field(default=None, max_length=100)
+    params: Any = None
+    runtime: str | None = Field(default=None, max_length=200)
+    log_level: str | None = Field(default=None, max_length=20)
+    #: Extension: this job's own execution-time limit in seconds, replacing the program's ``cost``.
+    max_execution_time: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+
+
+class IdResponse(BaseModel):
+    """The id of a created object."""
+
+    id: str
+
+
+__all__ = ["IdResponse", "JobCreate", "ProgramCreate", "ProgramUpdate"]
