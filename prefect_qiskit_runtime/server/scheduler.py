@@ -37,6 +37,7 @@ from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.broker import Broker
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor, JobSpec, Outcome
+from prefect_qiskit_runtime.server.recording import map_outcome, until_stored
 from prefect_qiskit_runtime.server.store import ClaimedJob, FinishOutcome, Store
 
 logger = logging.getLogger("prefect_qiskit_runtime.server.scheduler")
@@ -340,7 +341,11 @@ class Scheduler:
             kept.append(text)
         if not kept:
             return
-        first = await asyncio.to_thread(self.store.add_messages, job_id, kept)
+        first = await until_stored(
+            lambda: self.store.add_messages(job_id, kept),
+            f"store interim results of job {job_id}",
+            lambda: self._stopping,
+        )
         if first is None:
             return
         for offset, text in enumerate(kept):
@@ -351,35 +356,47 @@ class Scheduler:
         running = self.running.pop(job_id, None)
         if running is not None and running.watchdog is not None:
             running.watchdog.cancel()
-        status, reason, result, error = _map_outcome(outcome)
+        status, reason, result, error = map_outcome(outcome)
         workdir = running.workdir if running else self.config.jobs_dir / job_id
 
         # The freed slot goes to the oldest queued job, claimed in the same trip to a thread; only
         # that one slot, so that a submission arriving meanwhile still finds the others free.
         reserved = 0 if self._stopping else self._reserve(1)
 
+        finished: list[FinishOutcome] = []
+
         def record() -> tuple[FinishOutcome, list[ClaimedJob]]:
             # One trip to a worker thread for all of it (a trip costs about as much as the SQL):
             # store the outcome, clean up the working directory, announce the end, claim the
             # next queued jobs for the freed slot. The directory goes before the announcement so
-            # that whoever learns of the end never finds the job's files still there.
-            try:
-                done = self.store.finish_job(
-                    job_id,
-                    status,
-                    reason_code=reason,
-                    result=result,
-                    error=error,
-                    logs=outcome.logs,
+            # that whoever learns of the end never finds the job's files still there. A retry
+            # after a failed claim does not record the outcome twice.
+            if not finished:
+                try:
+                    finished.append(
+                        self.store.finish_job(
+                            job_id,
+                            status,
+                            reason_code=reason,
+                            result=result,
+                            error=error,
+                            logs=outcome.logs,
+                        )
+                    )
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                self.broker.publish_final(
+                    job_id, finished[0].status or status.value, finished[0].job
                 )
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            self.broker.publish_final(job_id, done.status or status.value, done.job)
             claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
-            return done, claimed
+            return finished[0], claimed
 
         try:
-            done, claimed = await asyncio.to_thread(record)
+            # A job must never stay RUNNING because its end could not be written (database
+            # locked, disk full): the outcome is held here and written once the fault clears.
+            done, claimed = await until_stored(
+                record, f"record the end of job {job_id}", lambda: self._stopping
+            )
         except BaseException:
             self._release(reserved)
             self.kick()
@@ -417,12 +434,12 @@ class Scheduler:
             f"Job {job_id} ran longer than its maximum execution time of {cost} seconds "
             "and was cancelled (RAN_TOO_LONG)."
         )
-        changed = await asyncio.to_thread(
-            self.store.end_running_job,
-            job_id,
-            JobState.CANCELLED_RAN_TOO_LONG,
-            ReasonCode.RAN_TOO_LONG,
-            message,
+        changed = await until_stored(
+            lambda: self.store.end_running_job(
+                job_id, JobState.CANCELLED_RAN_TOO_LONG, ReasonCode.RAN_TOO_LONG, message
+            ),
+            f"end job {job_id} that ran too long",
+            lambda: self._stopping,
         )
         if changed:
             if self.on_job_end is not None:
@@ -466,31 +483,6 @@ class Scheduler:
         for child in jobs_dir.iterdir():
             if child.name not in self.running:
                 shutil.rmtree(child, ignore_errors=True)
-
-
-def _map_outcome(
-    outcome: Outcome,
-) -> tuple[JobState, ReasonCode | None, str | None, str | None]:
-    if outcome.status == "COMPLETED":
-        return JobState.COMPLETED, None, outcome.result or "null", None
-    if outcome.status == "FAILED":
-        reason = _reason_from_details(outcome) or ReasonCode.PROGRAM_ERROR
-        return JobState.FAILED, reason, None, outcome.error or "The program failed."
-    if outcome.status == "CANCELLED":
-        return JobState.CANCELLED, ReasonCode.CANCELLED_BY_USER, None, None
-    reason = _reason_from_details(outcome) or ReasonCode.WORKER_LOST
-    error = outcome.error or "The job's worker process ended without reporting a result."
-    if reason is ReasonCode.WORKER_LOST and "WORKER_LOST" not in error:
-        error = f"{error}\n(WORKER_LOST: the job may succeed if submitted again.)"
-    return JobState.FAILED, reason, None, error
-
-
-def _reason_from_details(outcome: Outcome) -> ReasonCode | None:
-    value = outcome.details.get("reason_code")
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return ReasonCode(value)
-    return None
 
 
 __all__ = ["Scheduler"]

@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from client_faultproxy import DROP, PASS, TOO_MANY, UNAVAILABLE, FaultProxy, every_nth_plan
 from client_support import BACKEND, DOUBLER, unique
+from faultproxy import DROP, PASS, TOO_MANY, UNAVAILABLE, FaultProxy, every_nth_plan
 from service_helpers import RunningService
 
 from prefect_qiskit_runtime.client import RetryPolicy, RuntimeService

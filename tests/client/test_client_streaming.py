@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_faultproxy import TcpProxy
 from client_support import BACKEND, started_callback
+from faultproxy import TcpProxy
 from service_helpers import RunningService, start_service, stop_service
 
 from prefect_qiskit_runtime.client import RuntimeService

@@ -1,8 +1,9 @@
-"""Fault injection between the client and a real service, for the client tests.
+"""Fault injection between a client and a real service, for the client and reliability tests.
 
 - :class:`FaultProxy` is an HTTP proxy that, request by request, passes the exchange through,
   forwards the request and then drops the answer (the service has acted, the client sees a closed
-  connection), or answers 429/503 itself without forwarding.
+  connection), loses the request (the connection closes before anything reaches the service), or
+  answers 429/503 itself without forwarding.
 - :class:`TcpProxy` forwards raw TCP (websockets too) and can cut every open connection at once.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-PASS, DROP, TOO_MANY, UNAVAILABLE = "pass", "drop", "429", "503"
+PASS, DROP, LOSE, TOO_MANY, UNAVAILABLE = "pass", "drop", "lose", "429", "503"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 Plan = Callable[[int, str, str], str]
@@ -55,6 +56,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         exchange = proxy._record(self.command, self.path)
         self.close_connection = True
+        if exchange.action == LOSE:
+            # Nothing reaches the service; the client sees its connection closed.
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if exchange.action in (TOO_MANY, UNAVAILABLE):
             payload = json.dumps({"error": {"message": "injected", "code": "INJECTED"}}).encode()
             self.send_response(int(exchange.action))
@@ -101,7 +106,7 @@ class FaultProxy:
 
     Args:
         upstream: The service root, ``http://127.0.0.1:PORT``.
-        plan: ``plan(n, method, path)`` → ``"pass"``, ``"drop"``, ``"429"`` or ``"503"``.
+        plan: ``plan(n, method, path)`` → ``"pass"``, ``"drop"``, ``"lose"``, ``"429"``, ``"503"``.
         retry_after: The ``Retry-After`` header sent with injected 429/503 answers.
     """
 
