@@ -67,7 +67,11 @@ def add_user(home: Path, name: str, can_upload: bool = True) -> str:
 
 
 def start_service(
-    home: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 90
+    home: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 90,
+    log_path: Path | None = None,
 ) -> RunningService:
     """Start ``server start`` on a free port and wait until ``/health`` answers.
 
@@ -76,12 +80,13 @@ def start_service(
         extra: More CLI arguments (``--workers 2``, ``--tls-self-signed``…).
         env: Extra environment variables for the service process.
         timeout: Seconds to wait for readiness.
+        log_path: Where its output goes (default ``home/service.log``).
 
     Returns:
         The running service; stop it with :func:`stop_service`.
     """
     home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "service.log"
+    log_path = log_path or home / "service.log"
     proc, info = launch_service(
         home,
         *extra,
