@@ -6,11 +6,17 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.store.engine import StoreBase
-from prefect_qiskit_runtime.server.store.tables import Instance, Job, utcnow
+from prefect_qiskit_runtime.server.store.states import FINISH, change_status
+from prefect_qiskit_runtime.server.store.tables import INSTANCES, JOBS, Instance, utcnow
+
+_RESTARTED = (
+    "The runtime service stopped while this job was running "
+    "(SERVICE_RESTARTED). The job did not finish; it is safe to submit it again."
+)
 
 
 def _pid_alive(pid: int, since: datetime) -> bool:
@@ -56,39 +62,47 @@ class InstanceStore(StoreBase):
         """Fail the RUNNING jobs of service instances that are gone.
 
         An instance is gone when it ran on this host and its process no longer exists, or when its
-        heartbeat is older than ``lease_seconds``.
+        heartbeat is older than ``lease_seconds``. A job whose instance was never recorded counts
+        as one of a gone instance.
+
+        Args:
+            instance_id: This instance (its own jobs are never failed).
+            lease_seconds: How old a heartbeat may be.
 
         Returns:
             The ids of the jobs that were failed (``SERVICE_RESTARTED``, retryable).
         """
         host = socket.gethostname()
         now = utcnow()
-        with self.write() as s:
-            instances = {row.id: row for row in s.scalars(select(Instance))}
+        with self.core_write() as conn:
+            instances = conn.execute(select(INSTANCES)).all()
             dead = {
-                iid
-                for iid, row in instances.items()
-                if iid != instance_id
+                row.id
+                for row in instances
+                if row.id != instance_id
                 and (
                     (row.hostname == host and not _pid_alive(row.pid, row.started))
                     or now - row.heartbeat > timedelta(seconds=lease_seconds)
                 )
             }
-            running = s.scalars(select(Job).where(Job.status == JobState.RUNNING.value))
-            failed: list[str] = []
-            for job in running:
-                if job.instance_id == instance_id:
-                    continue
-                if job.instance_id in instances and job.instance_id not in dead:
-                    continue
-                job.status = JobState.FAILED.value
-                job.reason_code = ReasonCode.SERVICE_RESTARTED.value
-                job.error = (
-                    "The runtime service stopped while this job was running "
-                    "(SERVICE_RESTARTED). The job did not finish; it is safe to submit it again."
+            alive = sorted(({row.id for row in instances} - dead) | {instance_id})
+            orphans = conn.execute(
+                select(JOBS.c.id)
+                .where(
+                    JOBS.c.status == JobState.RUNNING.value,
+                    or_(JOBS.c.instance_id.is_(None), JOBS.c.instance_id.not_in(alive)),
                 )
-                job.ended = now
-                failed.append(job.id)
+                .order_by(JOBS.c.n)
+            ).scalars()
+            failure = {"reason_code": ReasonCode.SERVICE_RESTARTED.value, "error": _RESTARTED}
+            # Each one only if it is still RUNNING: it may have finished since it was listed.
+            failed = [
+                job_id
+                for job_id in list(orphans)
+                if change_status(
+                    conn, FINISH, JobState.FAILED, job_id, {**failure, "ended": now}
+                ).won
+            ]
             if dead:
-                s.execute(delete(Instance).where(Instance.id.in_(dead)))
+                conn.execute(delete(INSTANCES).where(INSTANCES.c.id.in_(dead)))
             return failed

@@ -23,6 +23,7 @@ from prefect_qiskit_runtime.server.store.programs import (
 )
 from prefect_qiskit_runtime.server.store.tables import (
     IDEMPOTENCY,
+    JOB_BY_ID,
     JOB_LIGHT,
     JOBS,
     Job,
@@ -32,7 +33,6 @@ from prefect_qiskit_runtime.server.store.tables import (
 )
 
 # Hot statements, built once (their compiled form is cached by SQLAlchemy).
-_JOB_BY_ID = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
 _JOB_LIGHT_BY_ID = JOB_LIGHT.where(JOBS.c.id == bindparam("job_id"))
 _ANY_QUEUED = select(JOBS.c.n).where(JOBS.c.status == JobState.QUEUED.value).limit(1)
 
@@ -205,7 +205,7 @@ class JobStore(IdempotencyStore):
             A detached job, or ``None``.
         """
         with self.core_read() as conn:
-            query = _JOB_LIGHT_BY_ID if light else _JOB_BY_ID
+            query = _JOB_LIGHT_BY_ID if light else JOB_BY_ID
             row = conn.execute(query, {"job_id": job_id}).first()
         if row is None or (user_id is not None and row.owner_id != user_id):
             return None

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.engine import Row
@@ -215,11 +216,14 @@ PROGRAMS = cast(Table, Program.__table__)
 TOKENS = cast(Table, Token.__table__)
 USERS = cast(Table, User.__table__)
 IDEMPOTENCY = cast(Table, IdempotencyKey.__table__)
+INSTANCES = cast(Table, Instance.__table__)
 
 #: Columns a job's status answer does not need: they may be large (up to the log limit).
 JOB_OUTPUT_COLUMNS = ("result", "error", "logs")
 #: Every job column but the large ones, for status reads and claims.
 JOB_LIGHT = select(*(c for c in JOBS.c if c.key not in JOB_OUTPUT_COLUMNS))
+#: One job, every column (bind ``job_id``).
+JOB_BY_ID = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
 # Core column keys that differ from the model's attribute names.
 _JOB_ATTRS = {"group_name": "group"}
 
