@@ -1,0 +1,144 @@
+"""The store's engine and transactions: SQLite pragmas, write locking, sessions and connections.
+
+SQLite (the default) runs in WAL mode with a busy timeout; writes take the database's write lock at
+the start of their transaction (``BEGIN IMMEDIATE``) and are serialised within the process, so
+readers never block and writers never deadlock. Any other SQLAlchemy URL works too; on PostgreSQL
+several service instances share one queue, claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from prefect_qiskit_runtime.server.store.tables import Base
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE``.
+
+    Args:
+        url: SQLAlchemy URL.
+
+    Returns:
+        The engine.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, future=True)
+    memory = url in {"sqlite://", "sqlite:///:memory:"}
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        kwargs.update(pool_size=8, max_overflow=32)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, open transactions (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A write transaction takes the write lock up front, so it never has to upgrade a read
+        # snapshot (which fails at once with SQLITE_BUSY, whatever the busy timeout). Sent on
+        # the driver's connection: SQLAlchemy's statement machinery would double its cost.
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def rowcount(result: Any) -> int:
+    """The number of rows a DML statement matched.
+
+    Args:
+        result: What ``execute`` returned.
+
+    Returns:
+        The row count (0 when the result has none).
+    """
+    # ``Session.execute`` is typed as returning ``Result``; DML statements give a ``CursorResult``.
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class StoreBase:
+    """The engine and transactions every part of the store works in.
+
+    Args:
+        url: SQLAlchemy URL; SQLite files get WAL, ``busy_timeout`` and ``synchronous=NORMAL``.
+        create: Create missing tables.
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
+        self._update_returning = bool(getattr(self.engine.dialect, "update_returning", False))
+        #: Short reads may run on the event loop: a WAL reader never waits for a writer, and a
+        #: local file read is cheaper than a hop to a worker thread. A networked database is not.
+        self.inline_reads = self.is_sqlite
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time anyway; queueing our own threads here is cheaper than the
+        # busy handler's sleeps.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        if create:
+            Base.metadata.create_all(self.engine)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; rolled back at the end."""
+        with self._session() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session that commits at the end (or rolls back on an exception)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self._session() as session:
+            if self.is_sqlite:
+                session.connection(execution_options={"sqlite_immediate": True})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def core_read(self) -> Iterator[Connection]:
+        """A Core connection for reading (the hot paths skip the ORM's unit of work)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def core_write(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction: committed at the end, rolled back on error.
+
+        Same locking as :meth:`write` (SQLite: ``BEGIN IMMEDIATE`` under the process's write lock).
+        """
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
