@@ -670,7 +670,8 @@ class EstimatorCost:
         return {"pubs": [pub]}
 
     def __call__(self, params: np.ndarray) -> float:
-        from prefect_qiskit_runtime.prefect.tasks import _cancel_quietly, submit_job
+        from prefect_qiskit_runtime.prefect.tasks.submission import submit_job
+        from prefect_qiskit_runtime.prefect.tasks.waiting import _cancel_quietly
 
         job = submit_job(
             self.backend.get_client(),
