@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +117,12 @@ def _run_and_await(
     decoder: Any,
     artifacts: bool,
     abort: threading.Event | None = None,
+    submitted: list[str] | None = None,
 ) -> Any:
     try:
         job = _submit(backend, program_id, inputs, options, resubmit_failed=True)
+        if submitted is not None:
+            submitted.append(job.job_id())  # the async twin cancels it if it is itself cancelled
         return _await(
             job,
             timeout=timeout,
@@ -237,22 +241,19 @@ async def arun_and_await(
 ) -> Any:
     """Async twin of :func:`run_and_await`."""
     submitted: list[str] = []
-
-    def body(*args: Any) -> Any:
-        abort = args[-1]
-        try:
-            job = _submit(backend, program_id, inputs, options, resubmit_failed=True)
-            submitted.append(job.job_id())
-            return _await(
-                job,
-                timeout=timeout,
-                stream=stream,
-                decoder=decoder,
-                artifacts=artifacts,
-                abort=abort,
-            )
-        except QiskitRuntimeError as exc:
-            pu.cap_attempts(exc, backend.job_attempts)
-            raise
-
-    return await _in_thread_cancelling(body, lambda: submitted[-1] if submitted else None, backend)
+    return await _in_thread_cancelling(
+        functools.partial(
+            _run_and_await,
+            backend,
+            program_id,
+            inputs,
+            options,
+            timeout,
+            stream,
+            decoder,
+            artifacts,
+            submitted=submitted,
+        ),
+        backend,
+        lambda: submitted[-1] if submitted else None,
+    )

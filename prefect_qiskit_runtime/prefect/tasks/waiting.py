@@ -6,7 +6,8 @@ import asyncio
 import functools
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import task
 
@@ -32,6 +33,8 @@ from prefect_qiskit_runtime.prefect.tasks._observe import (
 
 if TYPE_CHECKING:
     from prefect_qiskit_runtime.client import RuntimeJob
+
+T = TypeVar("T")
 
 #: Longest single long-poll while waiting; it bounds how late a timeout or cancellation is noticed.
 _WAIT_WINDOW = 2.0
@@ -164,21 +167,32 @@ def _await_result(
         raise
 
 
-async def _in_thread_cancelling(fn: Any, job_lookup: Any, *args: Any) -> Any:
+async def _in_thread_cancelling(
+    fn: Callable[[threading.Event], T],
+    credentials: CredentialsLike,
+    job_lookup: Callable[[], str | None],
+) -> T:
     """Run a waiting implementation on a worker thread; on cancellation stop it and cancel its job.
 
     ``asyncio`` cancellation (a task timeout, a cancelled flow run) cannot interrupt the thread, so
     the thread gets an abort flag it checks between long-polls, and the job is cancelled from here
     at once.
+
+    Args:
+        fn: The implementation; it receives the abort flag.
+        credentials: The service holding the job.
+        job_lookup: The id of the job to cancel, or ``None`` while none was submitted.
+
+    Returns:
+        What ``fn`` returns.
     """
     abort = threading.Event()
     try:
-        return await asyncio.to_thread(functools.partial(fn, *args, abort))
+        return await asyncio.to_thread(fn, abort)
     except BaseException:
         abort.set()
         job_id = job_lookup()
         if job_id:
-            credentials = args[0]
             try:
                 # Synchronous on purpose: an await here would itself be cancelled at once.
                 job = _service(credentials).job(job_id)
@@ -237,12 +251,7 @@ async def aawait_result(
 ) -> Any:
     """Async twin of :func:`await_result`."""
     return await _in_thread_cancelling(
-        _await_result,
-        lambda: job_id,
+        functools.partial(_await_result, credentials, job_id, timeout, stream, decoder, artifacts),
         credentials,
-        job_id,
-        timeout,
-        stream,
-        decoder,
-        artifacts,
+        lambda: job_id,
     )
