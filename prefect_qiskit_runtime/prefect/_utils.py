@@ -1,4 +1,4 @@
-"""Small helpers shared by ``tasks.py`` and ``loops.py``: run context, keys, throttling, UI calls.
+"""Small helpers shared by the ``tasks`` and ``loops`` packages: run context, keys, throttling, UI.
 
 Everything here works inside and outside a Prefect run: without a run context, loggers fall back to
 a module logger, artifacts and events are skipped, and idempotency keys are random.

@@ -1,0 +1,150 @@
+"""A cost function on the ``estimator`` program: one job per evaluation, exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prefect_qiskit_runtime.prefect import _utils as pu
+
+if TYPE_CHECKING:
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend
+
+
+class EstimatorCost:
+    """Cost function running one ``estimator`` job per evaluation: ⟨ψ(θ)|H|ψ(θ)⟩.
+
+    Inside an iteration task run, the job's idempotency key derives from that task run, so a retried
+    iteration picks up its job instead of running another one.
+
+    Args:
+        backend: Where the jobs run.
+        circuit: The parametrised ansatz.
+        observable: The Hamiltonian (``SparsePauliOp``, or anything the estimator accepts).
+        precision: Target precision of the estimate; ``None`` keeps the program's default.
+        program_id: The estimator program.
+        timeout: Seconds to wait for one job (it is cancelled after that).
+    """
+
+    def __init__(
+        self,
+        backend: QiskitRuntimeBackend,
+        circuit: Any,
+        observable: Any,
+        *,
+        precision: float | None = None,
+        program_id: str = "estimator",
+        timeout: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.circuit = circuit
+        self.observable = observable
+        self.precision = precision
+        self.program_id = program_id
+        self.timeout = timeout
+        self.jobs = 0
+        self._encoded: tuple[Any, Any] | None = None
+        self._encoded_ids: tuple[int, int] = (0, 0)
+
+    def _encoded_parts(self) -> tuple[Any, Any]:
+        """The circuit and observable in their wire form, encoded once for the whole loop.
+
+        Only the parameter values change between evaluations, so the QPY dump of the ansatz and the
+        encoding of the observable are done on the first call and reused: a tagged JSON value sends
+        exactly the same bytes as the object it stands for.
+        """
+        ids = (id(self.circuit), id(self.observable))
+        if self._encoded is None or self._encoded_ids != ids:
+            # Assigning a new circuit or observable re-encodes; mutating one in place does not.
+            from prefect_qiskit_runtime.core.codec import RuntimeEncoder
+
+            def wire(value: Any) -> Any:
+                return json.loads(json.dumps(value, cls=RuntimeEncoder))
+
+            self._encoded = (wire(self.circuit), wire(self.observable))
+            self._encoded_ids = ids
+        return self._encoded
+
+    def inputs(self, params: Sequence[float]) -> dict[str, Any]:
+        """The estimator's inputs for one point (a single V2 PUB, circuit and observable encoded).
+
+        Args:
+            params: The parameter values of this evaluation.
+
+        Returns:
+            ``{"pubs": [[circuit, observable, values(, precision)]]}``.
+        """
+        circuit, observable = self._encoded_parts()
+        pub: list[Any] = [circuit, observable, [float(p) for p in params]]
+        if self.precision is not None:
+            pub.append(self.precision)
+        return {"pubs": [pub]}
+
+    def __call__(self, params: np.ndarray) -> float:
+        from prefect_qiskit_runtime.prefect.tasks.submission import submit_job
+        from prefect_qiskit_runtime.prefect.tasks.waiting import _cancel_quietly
+
+        job = submit_job(
+            self.backend.get_client(),
+            self.program_id,
+            self.backend.run_options(),
+            self.backend.merge_inputs(self.inputs(np.ravel(params).tolist())),
+            key=pu.task_run_key(self.program_id),
+            replace_failed=pu.task_run_count() > 1,
+        )
+        self.jobs += 1
+        try:
+            result = job.result(timeout=self.timeout)
+        except BaseException as exc:
+            # Cancellation or our own timeout: stop the job. A lost answer is left alone, because
+            # the retried iteration picks the same job up again.
+            if not isinstance(exc, Exception) or isinstance(exc, TimeoutError):
+                _cancel_quietly(job, type(exc).__name__)
+            raise
+        return expectation_value(result)
+
+
+def expectation_value(result: Any) -> float:
+    """The first expectation value of an estimator result (``PrimitiveResult`` or plain data)."""
+    try:
+        evs = result[0].data.evs
+    except (TypeError, AttributeError, KeyError, IndexError):
+        evs = result
+        if isinstance(result, Mapping):
+            evs = result.get("evs", result.get("values", result))
+    return float(np.ravel(np.asarray(evs, dtype=float))[0])
+
+
+def estimator_cost(
+    backend: QiskitRuntimeBackend,
+    circuit: Any,
+    observable: Any,
+    *,
+    precision: float | None = None,
+    program_id: str = "estimator",
+    timeout: float | None = None,
+) -> EstimatorCost:
+    """Build a cost function that runs the ``estimator`` program once per evaluation.
+
+    Args:
+        backend: Where the jobs run.
+        circuit: The parametrised ansatz.
+        observable: The Hamiltonian.
+        precision: Target precision; ``None`` keeps the program's default (exact on Aer).
+        program_id: The estimator program's id.
+        timeout: Seconds to wait for one job.
+
+    Returns:
+        A callable ``cost(params) -> float`` for :func:`minimize`.
+    """
+    return EstimatorCost(
+        backend,
+        circuit,
+        observable,
+        precision=precision,
+        program_id=program_id,
+        timeout=timeout,
+    )
