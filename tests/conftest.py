@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 from service_helpers import RunningService, start_service, stop_service
 
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
@@ -24,6 +26,33 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     svc.add_user("bob", can_upload=False)
     yield svc
     stop_service(svc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prefect API (``prefect_test_harness``) for the session, started on first use; yields URL.
+
+    It takes about 15-20 s to start on two cores; ``PREFECT_HOME`` is a temporary directory and
+    analytics are off.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    settings = {
+        PREFECT_HOME: str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        # Logs reach the API sooner, so tests reading them back wait less.
+        PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
+    }
+    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture(scope="session", autouse=True)

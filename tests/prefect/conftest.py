@@ -1,13 +1,11 @@
-"""Fixtures of the Prefect-layer tests: one Prefect test server per session, blocks on the service.
+"""Fixtures of the Prefect-layer tests: blocks on the service, the example flows, polling helpers.
 
-The Prefect server (``prefect_test_harness``) starts once per session (about 15-20 s on two cores)
-with ``PREFECT_HOME`` in a temporary directory and analytics off; the runtime service is the real
-one from ``tests/conftest.py``.
+Every test here uses the session's Prefect test server (``prefect_server``, tests/conftest.py);
+the runtime service is the real one from there too.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,32 +14,13 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Prefect API for every test of this directory; yields its URL."""
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_LOGGING_TO_API_BATCH_INTERVAL,
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    settings = {
-        PREFECT_HOME: str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED: False,
-        # Logs reach the API sooner, so tests reading them back wait less.
-        PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
-    }
-    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
-        yield str(PREFECT_API_URL.value())
+def _prefect_api(prefect_server: str) -> str:
+    """Every test of this directory talks to the session's Prefect API."""
+    return prefect_server
 
 
 @pytest.fixture(scope="session")
