@@ -15,7 +15,7 @@ messages go to one ``on_messages`` call.
 
 A job is finished once its connection has closed and either its ``result``/``error`` frame has
 arrived (the process flushed and detached its log before sending it, see
-:func:`~prefect_qiskit_runtime.server.executors.warm._detach_logs`) or the warm parent has reaped
+:func:`~prefect_qiskit_runtime.server.executors.child._detach_logs`) or the warm parent has reaped
 the process. ``on_finished`` therefore always comes after every ``on_messages`` and the logs are
 complete; the reap still happens, and a process that outlives its result by ``_LINGER`` is killed.
 A connection is closed by the executor only when it is stuck: its process has exited and nothing
@@ -54,6 +54,7 @@ from prefect_qiskit_runtime.server.executors.base import (
 )
 from prefect_qiskit_runtime.server.executors.ipc import (
     EXIT_SETUP_FAILED,
+    LOG_FILE,
     FrameBuffer,
     FrameTooLarge,
     encode_frame,
@@ -69,7 +70,6 @@ __all__ = ["LocalExecutor"]
 logger = logging.getLogger(__name__)
 
 WARM_MODULE = "prefect_qiskit_runtime.server.executors.warm"
-LOG_FILE = "job.log"
 _CONTROL_MAX = 1 << 20
 _HELLO_TIMEOUT = 30.0
 #: How long a job's connection may stay silent after its process was reaped (a process the job
@@ -145,7 +145,7 @@ class LocalExecutor(Executor):
         warm_up: Whether spares run a tiny Aer estimate and sample before they wait for a job (an
             estimator job then runs about three times faster, for about 35 ms of CPU per
             spare): ``auto`` while the recent jobs use enough CPU to gain from it (see
-            :mod:`.warm`), ``always`` or ``never``.
+            :mod:`.spares`), ``always`` or ``never``.
     """
 
     def __init__(
