@@ -1,9 +1,10 @@
 """What runs inside a job's isolated process: load the program, call ``main``, report the outcome.
 
 The warm parent (:mod:`prefect_qiskit_runtime.server.executors.warm`) forks one process per job,
-sets up its session, working directory, limits and log file, connects it to the executor and then
-calls :func:`execute`. Everything here happens in that child: it is the only place where a
-program's own source is compiled and executed.
+which sets up its session, working directory, limits and log file, connects to the executor and
+then calls :func:`execute` (:mod:`prefect_qiskit_runtime.server.executors.child`). Everything
+here happens in that child: it is the only place where a program's own source is compiled and
+executed.
 
 The program contract (``spec/runtime-api.md`` §7): the source defines
 ``main(backend, user_messenger, **inputs)``;

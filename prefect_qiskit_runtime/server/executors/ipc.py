@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "EXIT_SETUP_FAILED",
+    "LOG_FILE",
     "FrameBuffer",
     "FrameTooLarge",
     "encode_frame",
@@ -35,6 +36,8 @@ _HEADER = struct.Struct("!I")
 
 #: Exit code of a job process that failed before it could run the program.
 EXIT_SETUP_FAILED = 70
+#: The job's log file in its working directory: its process writes it, the executor reads it.
+LOG_FILE = "job.log"
 
 
 class FrameTooLarge(ValueError):
