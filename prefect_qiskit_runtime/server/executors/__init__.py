@@ -29,7 +29,7 @@ Adding an executor:
    the same ``main(backend, user_messenger, **inputs)`` contract and backends everywhere.
 4. Provide a factory ``(ServiceConfig) -> Executor``. The service calls
    ``ServiceConfig.executor_factory`` (:mod:`prefect_qiskit_runtime.server.config`) when it starts;
-   ``None`` means :func:`prefect_qiskit_runtime.server.app.default_executor`, the local executor
+   ``None`` means :func:`prefect_qiskit_runtime.server.runtime.default_executor`, the local executor
    sized by ``workers``. From the command line, ``prefect-qiskit-runtime server start --executor
    MODULE:FACTORY`` imports ``MODULE`` and uses its ``FACTORY``.
 """
