@@ -184,5 +184,7 @@ def test_result_gives_up_at_its_timeout_when_the_outage_outlasts_it(
     with pytest.raises(RuntimeServiceUnavailable, match="ran out after 3 seconds"):
         job.result(timeout=3)
     elapsed = time.monotonic() - started
-    assert 2.0 <= elapsed < 6.0, elapsed
+    # It stops asking once the next backoff would end past the deadline, so it may raise up to
+    # one backoff early; never long after the deadline.
+    assert 1.0 <= elapsed < 6.0, elapsed
     assert sum(1 for e in proxy.exchanges if "/results" in e.path) >= 4
