@@ -36,6 +36,7 @@ from typing import Any
 
 from prefect_qiskit_runtime._version import __version__
 from prefect_qiskit_runtime.client.embedded import SERVICE_RECORD
+from prefect_qiskit_runtime.server.executors.sandbox import SandboxUnavailable
 
 logger = logging.getLogger("prefect_qiskit_runtime.cli")
 
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="jobs that may run at once (default: the number of cores)",
     )
     start.add_argument("--memory-limit-mb", type=_positive_int, help="memory limit of each job")
+    start.add_argument(
+        "--sandbox",
+        choices=("auto", "landlock", "off"),
+        default="auto",
+        help="confine job processes to their own directory with Landlock: auto (where the kernel "
+        "has it), landlock (refuse to start without it) or off (default auto)",
+    )
     start.add_argument("--tls-cert", help="PEM certificate to serve HTTPS")
     start.add_argument("--tls-key", help="PEM private key of --tls-cert")
     start.add_argument(
@@ -239,12 +247,18 @@ def serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         plain_stream_grace=args.stream_replay_grace,
         executor_factory=_load_factory(args.executor) if args.executor else None,
+        sandbox=args.sandbox,
     )
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     scheme = "https" if config.tls_enabled else "http"
     url = f"{scheme}://{_public_host(args.host)}:{port}"
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sock.close()
+        return 2
     runtime = app.state.runtime
     ready_file = Path(args.ready_file) if args.ready_file else None
     # Every service records itself in its home, however it was started, so that `server status`

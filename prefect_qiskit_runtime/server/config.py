@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from prefect_qiskit_runtime.server.executors.base import Executor
@@ -71,6 +71,9 @@ class ServiceConfig:
             connection gets no replay (``spec/runtime-api.md`` §5).
         max_wait_seconds: Upper bound of the long-poll ``?wait=``.
         executor_factory: Builds the executor; ``None`` uses the local fork pool.
+        sandbox: Confinement of job processes by the local executor: ``auto`` (Landlock where the
+            kernel has it, else none, with a warning), ``landlock`` (refuse to start without it)
+            or ``off``.
         load_builtin_programs: Whether to install the built-in programs at start-up.
     """
 
@@ -89,12 +92,24 @@ class ServiceConfig:
     plain_stream_grace: float = 10.0
     max_wait_seconds: float = 60.0
     executor_factory: Callable[[ServiceConfig], Executor] | None = None
+    sandbox: Literal["auto", "landlock", "off"] = "auto"
     load_builtin_programs: bool = True
 
     @property
     def db_url(self) -> str:
         """The effective database URL."""
         return self.database_url or sqlite_url(self.home / "runtime.db")
+
+    @property
+    def protected_paths(self) -> list[Path]:
+        """What no job process may read: the home and, when it is SQLite, the database file."""
+        from sqlalchemy.engine import make_url
+
+        paths = [self.home]
+        url = make_url(self.db_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            paths.append(Path(str(url.database)))
+        return paths
 
     @property
     def jobs_dir(self) -> Path:

@@ -154,7 +154,7 @@ def default_executor(config: ServiceConfig) -> Executor:
     """The local warm fork pool sized by ``config.workers``.
 
     Args:
-        config: Service settings (workers, memory limit, largest interim message).
+        config: Service settings (workers, memory limit, largest interim message, sandbox).
 
     Returns:
         A new, not yet started ``LocalExecutor``.
@@ -165,6 +165,8 @@ def default_executor(config: ServiceConfig) -> Executor:
         config.workers,
         memory_limit_mb=config.memory_limit_mb,
         max_message_bytes=config.max_message_bytes,
+        sandbox=config.sandbox,
+        protected_paths=config.protected_paths,
     )
 
 

@@ -231,6 +231,8 @@ def _prepare_process(  # pragma: no cover - child process
     sys.stdout, sys.stderr = stdout, stderr
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin for its lifetime
     sys.argv = ["program.py"]
+    if spec.get("sandbox") == "landlock":
+        _confine(spec)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     # Exceeding RLIMIT_FSIZE then fails the write (EFBIG) instead of killing the process.
@@ -240,6 +242,25 @@ def _prepare_process(  # pragma: no cover - child process
     # Forked processes share the parent's global NumPy RNG state; Python's random reseeds itself.
     np.random.seed()
     return stdout, stderr
+
+
+def _confine(spec: dict[str, Any]) -> None:  # pragma: no cover - child process
+    """From here on the job reads and writes its own directory only (and reads the system's).
+
+    Temporary files go to ``tmp`` inside it, the one place it may write.
+    """
+    import tempfile
+
+    import prefect_qiskit_runtime
+    from prefect_qiskit_runtime.server.executors.sandbox import confine, read_roots
+
+    workdir = spec["workdir"]
+    tmp = os.path.join(workdir, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = None
+    package = os.path.dirname(os.path.dirname(prefect_qiskit_runtime.__file__))
+    confine([workdir], spec.get("protected_paths", []), readable=read_roots([package]))
 
 
 def _detach_logs(streams: tuple[io.TextIOWrapper, ...]) -> None:  # pragma: no cover - child

@@ -35,6 +35,8 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect_qiskit_runtime.server.executors.base import (
@@ -47,6 +49,7 @@ from prefect_qiskit_runtime.server.executors.jobs import LINGER, JobConnections,
 from prefect_qiskit_runtime.server.executors.outcome import job_outcome
 from prefect_qiskit_runtime.server.executors.parent import WARM_MODULE as WARM_MODULE
 from prefect_qiskit_runtime.server.executors.parent import WarmParentSupervisor
+from prefect_qiskit_runtime.server.executors.sandbox import SandboxUnavailable, landlock_abi
 from prefect_qiskit_runtime.server.runner import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -82,6 +85,14 @@ class LocalExecutor(Executor):
             estimator job then runs about three times faster, for about 35 ms of CPU per
             spare): ``auto`` while the recent jobs use enough CPU to gain from it (see
             :mod:`.spares`), ``always`` or ``never``.
+        sandbox: Confinement of each job's process (:mod:`.sandbox`): ``landlock`` (refused if
+            the kernel lacks it), ``auto`` (Landlock where available, else none, with a warning)
+            or ``off``. :attr:`sandbox` says what is in force.
+        protected_paths: What a confined job may never read (the service home, its database);
+            its own working directory is granted anyway.
+
+    Raises:
+        SandboxUnavailable: ``sandbox="landlock"`` on a kernel without Landlock.
     """
 
     def __init__(
@@ -95,8 +106,13 @@ class LocalExecutor(Executor):
         env: dict[str, str] | None = None,
         spares: int | None = None,
         warm_up: Literal["auto", "always", "never"] = "auto",
+        sandbox: Literal["auto", "landlock", "off"] = "off",
+        protected_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.capacity = capacity
+        #: The confinement in force for job processes: ``"landlock"`` or ``"off"``.
+        self.sandbox = _resolve_sandbox(sandbox)
+        self.protected_paths = [str(Path(p).resolve()) for p in protected_paths]
         self.spares = capacity if spares is None else spares
         self.warm_up = warm_up
         self.memory_limit_mb = memory_limit_mb
@@ -254,6 +270,8 @@ class LocalExecutor(Executor):
                     "memory_limit_mb": limit,
                     "max_message_bytes": self.max_message_bytes,
                     "max_result_bytes": self.max_result_bytes,
+                    "sandbox": self.sandbox,
+                    "protected_paths": self.protected_paths,
                 },
             }
         )
@@ -410,3 +428,18 @@ def _kill_group(job: LocalJob) -> None:
     if job.pid is not None and job.exit is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGKILL)
+
+
+def _resolve_sandbox(mode: str) -> str:
+    """The confinement to apply for ``mode``, checked against the running kernel."""
+    if mode == "off":
+        return "off"
+    if landlock_abi() > 0:
+        return "landlock"
+    if mode == "landlock":
+        raise SandboxUnavailable(
+            "--sandbox landlock: this kernel offers no Landlock (Linux 5.13 or later with "
+            "Landlock enabled); use --sandbox auto or off"
+        )
+    logger.warning("This kernel offers no Landlock: job processes run unconfined")
+    return "off"

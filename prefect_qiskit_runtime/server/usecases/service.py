@@ -22,7 +22,7 @@ def health(runtime: Runtime) -> dict[str, Any]:
 
     Returns:
         Status, version, pid, uptime, instance id, running jobs, capacity, whether Prefect and
-        Qiskit are imported, and the database dialect.
+        Qiskit are imported, the database dialect and the job sandbox.
     """
     scheduler = runtime.scheduler
     return {
@@ -36,6 +36,8 @@ def health(runtime: Runtime) -> dict[str, Any]:
         "prefect_imported": "prefect" in sys.modules,
         "qiskit_imported": "qiskit" in sys.modules,
         "database": runtime.store.engine.dialect.name,
+        # What confines job processes ("landlock", "off"); None for an executor that does not say.
+        "sandbox": getattr(runtime.executor, "sandbox", None),
     }
 
 
