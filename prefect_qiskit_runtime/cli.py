@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--memory-limit-mb", type=_positive_int, help="memory limit of each job")
     start.add_argument(
+        "--db-busy-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="SQLite: how long a write waits for another process's lock (default 30)",
+    )
+    start.add_argument(
         "--sandbox",
         choices=("auto", "landlock", "off"),
         default="auto",
@@ -248,6 +255,7 @@ def serve(args: argparse.Namespace) -> int:
         plain_stream_grace=args.stream_replay_grace,
         executor_factory=_load_factory(args.executor) if args.executor else None,
         sandbox=args.sandbox,
+        db_busy_timeout=args.db_busy_timeout,
     )
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]

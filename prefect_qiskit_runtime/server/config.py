@@ -71,6 +71,8 @@ class ServiceConfig:
             connection gets no replay (``spec/runtime-api.md`` §5).
         max_wait_seconds: Upper bound of the long-poll ``?wait=``.
         executor_factory: Builds the executor; ``None`` uses the local fork pool.
+        db_busy_timeout: SQLite only: seconds a write waits for a lock held by another process
+            before it fails (and is retried, for a job's end).
         sandbox: Confinement of job processes by the local executor: ``auto`` (Landlock where the
             kernel has it, else none, with a warning), ``landlock`` (refuse to start without it)
             or ``off``.
@@ -92,6 +94,7 @@ class ServiceConfig:
     plain_stream_grace: float = 10.0
     max_wait_seconds: float = 60.0
     executor_factory: Callable[[ServiceConfig], Executor] | None = None
+    db_busy_timeout: float = 30.0
     sandbox: Literal["auto", "landlock", "off"] = "auto"
     load_builtin_programs: bool = True
 

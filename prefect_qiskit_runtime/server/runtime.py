@@ -109,7 +109,7 @@ class Runtime:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         config.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.db_url)
+        self.store = Store(config.db_url, busy_timeout=config.db_busy_timeout)
         self.tokens = TokenCache(self.store)
         self.broker = Broker()
         self.scheduler: Scheduler | None = None

@@ -1,9 +1,11 @@
-"""R6: the disk fills up while a job finishes; the job ends in its final state once space is back.
+"""R6: the disk fills up, or the database stays locked, while a job finishes; the job ends in its
+final state once the fault clears.
 
 The service's home (database, job directories) is on a small tmpfs. A job runs until told to
 return; the disk is then filled, the job returns, and the service cannot write its end. The job
 stays RUNNING meanwhile (its outcome held by the service, retried with backoff), and becomes
 COMPLETED with its result as soon as the filler is removed; never stuck RUNNING, nothing lost.
+The same holds when another process keeps the SQLite write lock beyond the busy timeout.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -119,3 +122,47 @@ def _job_pid(service_pid: int, workdir: str) -> int | None:
                 if os.path.samefile(proc.cwd(), workdir):
                     return proc.pid
     return None
+
+
+def test_r6_database_locked_during_a_jobs_finish(
+    tmp_path: Path, figures: Callable[..., str]
+) -> None:
+    """Another process holds the SQLite write lock longer than the service's busy timeout while
+    a job finishes: the job stays RUNNING, then COMPLETED once the lock is released."""
+    home = tmp_path / "home"
+    svc = start_service(home, "--workers", "1", "--db-busy-timeout", "0.2")
+    try:
+        client = RuntimeService(svc.url, add_user(home, "alice"))
+        program_id = client.upload_program(
+            WAIT_FOR_GO, name="r6-locked", description="r6", max_execution_time=300
+        )
+        job = client.run(program_id, BACKEND, {"x": 9})
+        workdir = until(lambda: job.interim_results(), 120, "the job to start")[0]["waiting"]
+        locker = sqlite3.connect(home / "runtime.db", timeout=10, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")  # the write lock, as a long-running writer holds it
+        locked_since = time.monotonic()
+        refused = "Could not record the end of job"
+        try:
+            Path(workdir, "go").touch()
+            until(lambda: svc.log_path.read_text().count(refused) >= 3, 60, "three refused writes")
+            assert client.job(job.job_id()).state.value == "RUNNING"  # readers are not blocked
+            refusals = svc.log_path.read_text().count(refused)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        locked_seconds = time.monotonic() - locked_since
+        released = time.monotonic()
+        assert job.result(timeout=60) == 9
+        to_final = time.monotonic() - released
+        assert "database is locked" in svc.log_path.read_text()
+    finally:
+        stop_service(svc)
+    figures(
+        "R6 database locked during a job's finish",
+        busy_timeout_seconds=0.2,
+        seconds_locked=round(locked_seconds, 2),
+        status_while_locked="RUNNING",
+        refused_writes=refusals,
+        final_status="COMPLETED",
+        seconds_to_final_after_release=round(to_final, 2),
+    )

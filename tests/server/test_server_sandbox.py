@@ -65,4 +65,3 @@ def test_confined_process_reads_only_its_own_directory_and_the_system(tmp_path: 
     assert str(tmp_path.resolve()) in report["skipped"]
     assert (job / "out.txt").read_text() == "ok"
     assert report["abi"] == landlock_abi()
-

@@ -55,6 +55,7 @@ class Store(UserStore, ProgramStore, JobStore, LifecycleStore, MessageStore, Ins
     Args:
         url: SQLAlchemy URL; SQLite files get WAL, ``busy_timeout`` and ``synchronous=NORMAL``.
         create: Create missing tables.
+        busy_timeout: SQLite only: seconds to wait for a lock held by another connection.
 
     Example:
         >>> store = Store("sqlite://")

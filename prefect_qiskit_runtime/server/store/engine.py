@@ -9,23 +9,29 @@ several service instances share one queue, claiming jobs with ``SELECT … FOR U
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from prefect_qiskit_runtime.server.store.tables import Base
 
+#: Seconds a SQLite statement waits for another writer's lock before it fails "database is locked".
+DEFAULT_BUSY_TIMEOUT = 30.0
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     """Create the engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE``.
 
     Args:
         url: SQLAlchemy URL.
+        busy_timeout: SQLite only: seconds to wait for a lock held by another connection.
 
     Returns:
         The engine.
@@ -33,7 +39,8 @@ def make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, future=True)
     memory = url in {"sqlite://", "sqlite:///:memory:"}
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    connect_args = {"check_same_thread": False, "timeout": busy_timeout}
+    kwargs: dict[str, Any] = {"connect_args": connect_args}
     if memory:
         kwargs["poolclass"] = StaticPool
     else:
@@ -47,7 +54,7 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -58,7 +65,13 @@ def make_engine(url: str) -> Engine:
         # snapshot (which fails at once with SQLITE_BUSY, whatever the busy timeout). Sent on
         # the driver's connection: SQLAlchemy's statement machinery would double its cost.
         immediate = conn.get_execution_options().get("sqlite_immediate")
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        try:
+            conn.connection.dbapi_connection.execute(statement)
+        except sqlite3.OperationalError as exc:
+            # Raised inside an event hook, the driver's error would escape SQLAlchemy's wrapping;
+            # callers (and the retries of a job's end) expect SQLAlchemy's OperationalError.
+            raise OperationalError(statement, None, exc) from exc
 
     return engine
 
@@ -82,11 +95,14 @@ class StoreBase:
     Args:
         url: SQLAlchemy URL; SQLite files get WAL, ``busy_timeout`` and ``synchronous=NORMAL``.
         create: Create missing tables.
+        busy_timeout: SQLite only: seconds to wait for a lock held by another connection.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
         self._update_returning = bool(getattr(self.engine.dialect, "update_returning", False))
