@@ -143,6 +143,10 @@ def load_program(source: str, filename: str) -> types.ModuleType:
     Returns:
         The module; its ``main`` is the entry point.
     """
+    from prefect_qiskit_runtime.server import legacy_imports
+
+    # Programs written for the original clients import their names from those clients' modules.
+    legacy_imports.install()
     module = types.ModuleType(PROGRAM_MODULE)
     module.__file__ = filename
     # Registered so that dataclasses, pickle-by-reference and typing resolve the module.

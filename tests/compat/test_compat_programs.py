@@ -158,3 +158,20 @@ def test_delete_program(results: dict[str, Any]) -> None:
     assert r["get_deleted"]["type"] == "RuntimeProgramNotFound"
     assert r["delete_again"]["type"] == "RuntimeProgramNotFound"
     assert r["count_after_cleanup"] == r["count_before"]
+
+
+def test_the_original_program_template_runs_unchanged(results: dict[str, Any]) -> None:
+    """``program_template.py`` of qiskit-ibmq-provider 0.20.2, uploaded by that client as a file,
+    imports ``qiskit.providers.ibmq.runtime`` and runs: its interim result and its final result."""
+    r = script_check(results, "legacy_style")
+    assert r["source_is_the_template"] is True
+    assert r["results"]["template"] == "final result"
+    assert r["interim"]["template"] == ["This is an interim result."]
+    assert r["stream_errors"] == [None, None]
+
+
+def test_a_program_importing_qiskit_ibm_runtime_program_runs(results: dict[str, Any]) -> None:
+    r = script_check(results, "legacy_style")
+    assert r["interim"]["modern"] == [{"backend": "aer_simulator"}]
+    assert r["results"]["modern"]["messenger"] == "UserMessenger"
+    assert r["results"]["modern"]["qubits"] >= 2

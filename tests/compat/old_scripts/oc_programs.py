@@ -9,7 +9,16 @@ import json
 import os
 from pathlib import Path
 
-from oc_common import ARGS, RESULTS, captured_stdout, check, connect, finish, raised
+from oc_common import (
+    ARGS,
+    RESULTS,
+    captured_stdout,
+    check,
+    connect,
+    finish,
+    raised,
+    wait_streams,
+)
 from qiskit.providers.ibmq.runtime import RuntimeProgram
 
 UID = ARGS["uid"]
@@ -244,6 +253,45 @@ with check("delete") as r:
     after = runtime.programs(refresh=True, limit=None)
     r["count_after_cleanup"] = len(after)
     r["count_before"] = RESULTS["before"]["count"]
+
+# --- Programs written in the original clients' style run unchanged (issue 12 part 1).
+import qiskit.providers.ibmq.runtime.program.program_template as template  # noqa: E402
+
+MODERN_STYLE = """
+from qiskit_ibm_runtime.program import UserMessenger, ProgramBackend
+from qiskit_ibm_runtime import RuntimeEncoder
+
+
+def main(backend: ProgramBackend, user_messenger: UserMessenger, **kwargs):
+    user_messenger.publish({"backend": backend.name}, encoder=RuntimeEncoder)
+    return {"qubits": backend.num_qubits, "messenger": type(user_messenger).__name__}
+"""
+
+with check("legacy_style") as r:
+    streamed = {"template": [], "modern": []}
+    jobs = {}
+    for key, data in (("template", template.__file__), ("modern", MODERN_STYLE)):
+        program_id = runtime.upload_program(
+            data=data,
+            metadata={
+                "name": f"compat-{key}-style-{UID}",
+                "description": "A program in the style of the original clients, unchanged.",
+                "max_execution_time": 300,
+            },
+        )
+        jobs[key] = runtime.run(
+            program_id,
+            options={"backend_name": "aer_simulator"},
+            inputs={},
+            callback=lambda job_id, value, key=key: streamed[key].append(value),
+        )
+    r["results"] = {key: job.result() for key, job in jobs.items()}
+    # Streams are judged once their threads ended (the old client reconnects after the end).
+    r["stream_errors"] = wait_streams(list(jobs.values()))
+    r["interim"] = streamed
+    r["source_is_the_template"] = (
+        "from qiskit.providers.ibmq.runtime import" in Path(template.__file__).read_text()
+    )
 
 RESULTS["_done"] = True
 finish()
