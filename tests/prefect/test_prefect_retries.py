@@ -7,6 +7,8 @@ lost through every transport retry. Prefect retries the task; the service must s
 
 from __future__ import annotations
 
+import socketserver
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,17 +19,48 @@ from prefect_qiskit_runtime.client.transport import Transport
 from prefect_qiskit_runtime.core.exceptions import RuntimeServiceUnavailable
 from prefect_qiskit_runtime.prefect.tasks import run_and_await, run_program, upload_program
 
+# Jobs may not write outside their own directory (the service confines them), so the attempts
+# learn their number from a counter the test serves on 127.0.0.1.
 SELF_KILLING_PROGRAM = """
 import os
 import signal
+import socket
 
 
-def main(backend, user_messenger, marker):
-    if not os.path.exists(marker):
-        open(marker, "w").close()
+def main(backend, user_messenger, counter_port):
+    with socket.create_connection(("127.0.0.1", counter_port), timeout=30) as conn:
+        attempt = int(conn.recv(16))
+    if attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost, as if the node died
     return "survived"
 """
+
+
+class AttemptCounter(socketserver.ThreadingTCPServer):
+    """Answers each connection with its number (1, 2, ...): what a job attempt is."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _CountHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        """The port the counter listens on."""
+        return int(self.server_address[1])
+
+
+class _CountHandler(socketserver.BaseRequestHandler):
+    server: AttemptCounter
+
+    def handle(self) -> None:
+        with self.server.lock:
+            self.server.count += 1
+            number = self.server.count
+        self.request.sendall(str(number).encode())
 
 
 class LoseAnswers:
@@ -124,20 +157,20 @@ def test_upload_retry_makes_one_program(
 
 
 def test_lost_worker_is_replaced_exactly_once(
-    backend: Any, runtime: Any, tmp_path: Any, task_run_in_api: Any
+    backend: Any, runtime: Any, task_run_in_api: Any
 ) -> None:
     """A job whose worker died is retryable: the retry submits one replacement, not more."""
     program_id = runtime.upload_program(
         SELF_KILLING_PROGRAM,
         {"name": "prefect-self-killing", "description": "dies once", "max_execution_time": 60},
     )
-    marker = str(tmp_path / "first-attempt-died")
+    counter = AttemptCounter()
     try:
 
         @flow
         def survive() -> tuple[Any, Any]:
             state = run_and_await.with_options(retries=3, retry_delay_seconds=0)(
-                backend, program_id, {"marker": marker}, return_state=True
+                backend, program_id, {"counter_port": counter.port}, return_state=True
             )
             return state.result(), state.state_details.task_run_id
 
@@ -149,5 +182,8 @@ def test_lost_worker_is_replaced_exactly_once(
             (j.state.value, j.reason_code.value if j.reason_code else None) for j in jobs
         )
         assert states == [("COMPLETED", None), ("FAILED", "WORKER_LOST")]
+        assert counter.count == 2
     finally:
+        counter.shutdown()
+        counter.server_close()
         runtime.delete_program(program_id)
