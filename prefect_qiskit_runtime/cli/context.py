@@ -110,6 +110,10 @@ class Context:
 
             verify: bool | str = True
             if getattr(self.args, "insecure", False):
+                import urllib3
+
+                # Asked for explicitly: a warning on every request would only drown the output.
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                 verify = False
             elif getattr(self.args, "ca_bundle", None):
                 verify = str(Path(self.args.ca_bundle).expanduser())
