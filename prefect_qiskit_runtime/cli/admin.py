@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefect_qiskit_runtime.cli.context import FAILED, OK, USAGE, Context, home_path
@@ -69,14 +70,26 @@ def _users_add(ctx: Context) -> int:
     return OK
 
 
-def _users_list(ctx: Context) -> int:
+def _print_rows(
+    ctx: Context, read: Callable[[Any], Iterable[Any]], line: Callable[..., str]
+) -> int:
+    """Print ``line(*row)`` for every row ``read(store)`` returns, then close the store."""
     store = _store(ctx.args)
     try:
-        for user in store.list_users():
-            print(f"{user.name}\tcan_upload={user.can_upload}\tcreated={user.created:%Y-%m-%d}")
+        rows = list(read(store))
     finally:
         store.dispose()
+    for row in rows:
+        print(line(*row))
     return OK
+
+
+def _users_list(ctx: Context) -> int:
+    return _print_rows(
+        ctx,
+        lambda store: ((user,) for user in store.list_users()),
+        lambda user: f"{user.name}\tcan_upload={user.can_upload}\tcreated={user.created:%Y-%m-%d}",
+    )
 
 
 def store_programs(ctx: Context) -> int:
@@ -89,20 +102,16 @@ def store_programs(ctx: Context) -> int:
 
     from prefect_qiskit_runtime.server.store import Program, User
 
-    store = _store(ctx.args)
-    try:
+    def read(store: Any) -> list[Any]:
         with store.read() as s:
-            rows = s.execute(
-                select(Program, User.name)
-                .join(User, User.id == Program.owner_id)
-                .order_by(Program.n)
-            ).all()
-        for program, owner in rows:
-            visibility = "public" if program.is_public else "private"
-            print(f"{program.id}\t{program.name}\t{owner}\t{visibility}\tcost={program.cost}")
-    finally:
-        store.dispose()
-    return OK
+            query = select(Program, User.name).join(User, User.id == Program.owner_id)
+            return list(s.execute(query.order_by(Program.n)).all())
+
+    def line(program: Any, owner: str) -> str:
+        visibility = "public" if program.is_public else "private"
+        return f"{program.id}\t{program.name}\t{owner}\t{visibility}\tcost={program.cost}"
+
+    return _print_rows(ctx, read, line)
 
 
 def store_jobs(ctx: Context) -> int:
@@ -115,17 +124,16 @@ def store_jobs(ctx: Context) -> int:
 
     from prefect_qiskit_runtime.server.store import Job, isoformat
 
-    store = _store(ctx.args)
-    try:
+    def read(store: Any) -> list[Any]:
         with store.read() as s:
-            jobs = list(s.scalars(select(Job).order_by(Job.n.desc()).limit(ctx.args.limit)))
-        for job in jobs:
-            print(
-                f"{job.id}\t{job.program_id}\t{job.backend}\t{job.status}\t{isoformat(job.created)}"
-            )
-    finally:
-        store.dispose()
-    return OK
+            query = select(Job).order_by(Job.n.desc()).limit(ctx.args.limit)
+            return [(job,) for job in s.scalars(query)]
+
+    def line(job: Any) -> str:
+        created = isoformat(job.created)
+        return f"{job.id}\t{job.program_id}\t{job.backend}\t{job.status}\t{created}"
+
+    return _print_rows(ctx, read, line)
 
 
 def store_logs(ctx: Context) -> int:

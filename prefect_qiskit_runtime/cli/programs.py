@@ -84,6 +84,16 @@ def _metadata_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _metadata_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of :func:`_metadata_options`, as keyword arguments of ``upload_program``."""
+    return {
+        "metadata": args.metadata,
+        "name": args.name,
+        "description": args.description,
+        "max_execution_time": args.max_execution_time,
+    }
+
+
 def program_dict(program: RuntimeProgram) -> dict[str, Any]:
     """A program's metadata as ``--json`` prints it (without its source).
 
@@ -121,12 +131,7 @@ def _list(ctx: Context) -> int:
 def _upload(ctx: Context) -> int:
     args = ctx.args
     program_id = ctx.service.upload_program(
-        args.file,
-        metadata=args.metadata,
-        name=args.name,
-        description=args.description,
-        max_execution_time=args.max_execution_time,
-        is_public=args.is_public,
+        args.file, is_public=args.is_public, **_metadata_arguments(args)
     )
     if ctx.out.json:
         ctx.out.data({"id": program_id})
@@ -185,20 +190,13 @@ def _show(ctx: Context) -> int:
 
 def _update(ctx: Context) -> int:
     args = ctx.args
-    changes = (args.data, args.metadata, args.name, args.description, args.max_execution_time)
-    if all(change is None for change in changes):
+    changes = _metadata_arguments(args)
+    if args.data is None and all(change is None for change in changes.values()):
         raise UsageError(
             "nothing to update: give --data, --metadata, --name, --description "
             "or --max-execution-time"
         )
-    ctx.service.update_program(
-        args.program_id,
-        data=args.data,
-        metadata=args.metadata,
-        name=args.name,
-        description=args.description,
-        max_execution_time=args.max_execution_time,
-    )
+    ctx.service.update_program(args.program_id, data=args.data, **changes)
     ctx.out.done("updated", args.program_id)
     return OK
 
