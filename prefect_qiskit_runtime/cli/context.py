@@ -78,9 +78,8 @@ def client_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--token", help="API token (default: $PREFECT_QISKIT_RUNTIME_TOKEN with a URL)"
     )
-    tls = group.add_mutually_exclusive_group()
-    tls.add_argument("--ca-bundle", metavar="PEM", help="trust this CA bundle (self-signed TLS)")
-    tls.add_argument("--insecure", action="store_true", help="do not check TLS certificates")
+    group.add_argument("--ca-bundle", metavar="PEM", help="trust this CA bundle (self-signed TLS)")
+    group.add_argument("--insecure", action="store_true", help="do not check TLS certificates")
     parent.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parent
 
@@ -102,6 +101,7 @@ class Context:
         """The client of the service the options name (the embedded one by default).
 
         Raises:
+            UsageError: If both ``--ca-bundle`` and ``--insecure`` were given.
             EmbeddedServiceError: If the embedded service cannot be started.
             IBMQInputValueError: If the URL is malformed or a URL has no token.
         """
@@ -109,14 +109,17 @@ class Context:
             from prefect_qiskit_runtime.client import RuntimeService
 
             verify: bool | str = True
+            ca_bundle = getattr(self.args, "ca_bundle", None)
+            if ca_bundle and getattr(self.args, "insecure", False):
+                raise UsageError("--ca-bundle and --insecure exclude each other")
             if getattr(self.args, "insecure", False):
                 import urllib3
 
                 # Asked for explicitly: a warning on every request would only drown the output.
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                 verify = False
-            elif getattr(self.args, "ca_bundle", None):
-                verify = str(Path(self.args.ca_bundle).expanduser())
+            elif ca_bundle:
+                verify = str(Path(ca_bundle).expanduser())
             self._service = RuntimeService(
                 getattr(self.args, "url", None), getattr(self.args, "token", None), verify=verify
             )

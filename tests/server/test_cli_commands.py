@@ -356,3 +356,36 @@ def test_tls_ca_bundle_and_insecure(tmp_path: Path) -> None:
         assert insecure.returncode == 0 and insecure.stderr == ""
     finally:
         stop_service(svc)
+
+
+def test_progress_convention_and_the_live_view() -> None:
+    """The progress ``jobs watch`` reads from interim results, and the view that shows it."""
+    from rich.console import Console
+
+    from prefect_qiskit_runtime.cli.watch import ProgressTracker, WatchState
+
+    hello = ProgressTracker({"iterations": 4})  # hello-world: from 0, total in the inputs
+    assert [hello.update({"iteration": i, "counts": {}}) for i in range(2)] == [(1, 4), (2, 4)]
+    vqe = ProgressTracker({"maxiter": 3})  # vqe/qaoa: from 1, capped at maxiter
+    assert [vqe.update({"iteration": i, "energy": -1.0}) for i in (1, 2, 5)] == [
+        (1, 3),
+        (2, 3),
+        (3, 3),
+    ]
+    own = ProgressTracker({})
+    assert own.update({"iteration": 1, "maxiter": 10}) == (1, 10)
+    assert own.update({"iteration": 2}) == (2, None)  # no total anywhere: a count
+    assert own.update({"progress": 0.4}) == (0.4, 1.0)
+    assert own.update({"progress": 40}) is None  # not a fraction
+    assert own.update("text") is None and own.update({"iteration": True}) is None
+
+    state = WatchState("job-1", "hello-world", "aer_simulator", status="RUNNING")
+    state.add({"iteration": 0, "counts": {"00": 3}}, hello)
+    console = Console(record=True, width=120)
+    console.print(state.render())
+    view = console.export_text()
+    assert "RUNNING" in view and "hello-world on aer_simulator" in view
+    assert "1/4" in view and '{"iteration": 0, "counts": {"00": 3}}' in view
+    state.add({"progress": 0.5}, hello)
+    console.print(state.render())
+    assert "50%" in console.export_text()
