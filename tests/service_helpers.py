@@ -46,14 +46,17 @@ class RunningService:
         return self.url + "/runtime"
 
 
-def cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``prefect-qiskit-runtime ARGS`` in a fresh interpreter."""
+def cli(
+    *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``prefect-qiskit-runtime ARGS`` in a fresh interpreter (``env`` added to this one's)."""
     return subprocess.run(
         [sys.executable, "-m", "prefect_qiskit_runtime.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=check,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Environment variable read for the token when a URL is given without one.
 TOKEN_ENV = "PREFECT_QISKIT_RUNTIME_TOKEN"
+#: Environment variable naming a shared service when no URL is given (unset: the embedded one).
+URL_ENV = "PREFECT_QISKIT_RUNTIME_URL"
 _JOB_PAGE = 50
 
 
@@ -43,8 +45,9 @@ class RuntimeService(ProgramsMixin):
     """Upload, run and manage Qiskit Runtime programs on a runtime service.
 
     Args:
-        url: The service (``ROOT``, ``ROOT/api`` or ``ROOT/runtime``). ``None`` uses this user's
-            embedded service, started on demand.
+        url: The service (``ROOT``, ``ROOT/api`` or ``ROOT/runtime``). ``None`` reads
+            ``PREFECT_QISKIT_RUNTIME_URL``; without it, this user's embedded service is used,
+            started on demand.
         token: The API token. ``None`` with a URL reads ``PREFECT_QISKIT_RUNTIME_TOKEN``; ``None``
             without a URL uses the embedded service's local token.
         hub: Hub of the jobs this client submits (default: the account's default project).
@@ -78,6 +81,8 @@ class RuntimeService(ProgramsMixin):
         timeout: Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | int | None = None,
     ) -> None:
+        if url is None:
+            url = os.environ.get(URL_ENV) or None
         if url is None:
             from prefect_qiskit_runtime.client import embedded
 

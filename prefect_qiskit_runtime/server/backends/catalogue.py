@@ -179,7 +179,9 @@ def configuration(name: str) -> dict[str, Any]:
     """Return the configuration document of backend ``name``.
 
     The document has every key terra 0.46's ``QasmBackendConfiguration.from_dict`` requires plus the
-    ``online_date`` the old provider insists on (``spec/runtime-api.md`` §2).
+    ``online_date`` the old provider insists on (``spec/runtime-api.md`` §2), and ``noisy``
+    (whether the simulation has a device noise model), which the old provider keeps as an extra
+    attribute.
 
     Args:
         name: A name from :func:`names`.
@@ -213,6 +215,8 @@ def configuration(name: str) -> dict[str, Any]:
         "online_date": _ONLINE_DATE,
         "input_allowed": ["job", "runtime"],
         "description": b.description,
+        # An extension of this service: clients tell noisy devices from ideal simulators.
+        "noisy": b.noisy,
         "sample_name": b.name,
         "n_registers": 1,
         "credits_required": False,

@@ -1,21 +1,9 @@
-"""The ``prefect-qiskit-runtime`` command line.
+"""``server start|stop|status``: run the runtime service, and find or stop the one serving a home.
 
-Commands::
-
-    prefect-qiskit-runtime server start [--host H] [--port P] [--home DIR] [--database-url URL]
-                                        [--workers N] [--memory-limit-mb N]
-                                        [--tls-cert F --tls-key F | --tls-self-signed]
-                                        [--ready-file PATH] [--idle-timeout SECONDS]
-    prefect-qiskit-runtime server stop|status [--home DIR]     (the service serving a home)
-    prefect-qiskit-runtime users add NAME [--can-upload] [--home DIR]
-    prefect-qiskit-runtime users list [--home DIR]
-    prefect-qiskit-runtime programs list [--home DIR]
-    prefect-qiskit-runtime jobs list [--home DIR] [--limit N]
-    prefect-qiskit-runtime logs JOB_ID [--home DIR]
-
-``server start`` runs in the foreground, logs to stderr and stops cleanly on SIGTERM or SIGINT. The
-administrative commands read the service's store directly, so they work whether or not it is
-running. This module never imports Prefect or Qiskit.
+``server start`` runs in the foreground, logs to stderr and stops cleanly on SIGTERM or SIGINT;
+every service records itself in its home (``embedded.json``), however it was started, so that
+``server status``/``server stop --home`` and clients reusing the home find it. This module never
+imports Prefect or Qiskit.
 """
 
 from __future__ import annotations
@@ -29,29 +17,25 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect_qiskit_runtime._version import __version__
+from prefect_qiskit_runtime.cli.context import (
+    FAILED,
+    OK,
+    USAGE,
+    Context,
+    UsageError,
+    home_path,
+    positive_int,
+)
 from prefect_qiskit_runtime.client.embedded import SERVICE_RECORD
 from prefect_qiskit_runtime.server.executors.sandbox import SandboxUnavailable
 
 logger = logging.getLogger("prefect_qiskit_runtime.cli")
-
-
-def _home(value: str | None) -> Path:
-    from prefect_qiskit_runtime.server.config import default_home
-
-    return Path(value).expanduser() if value else default_home()
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return number
 
 
 def _port(value: str) -> int:
@@ -61,15 +45,8 @@ def _port(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
-    parser = argparse.ArgumentParser(
-        prog="prefect-qiskit-runtime",
-        description="Qiskit Runtime programs on a local runtime service.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_parser(sub: Any) -> None:
+    """Register ``server start|stop|status`` on the top-level subparsers ``sub``."""
     server = sub.add_parser("server", help="run or control the runtime service")
     server_sub = server.add_subparsers(dest="action", required=True)
     start = server_sub.add_parser("start", help="run the service in the foreground")
@@ -79,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite under --home)")
     start.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=os.cpu_count() or 1,
         help="jobs that may run at once (default: the number of cores)",
     )
-    start.add_argument("--memory-limit-mb", type=_positive_int, help="memory limit of each job")
+    start.add_argument("--memory-limit-mb", type=positive_int, help="memory limit of each job")
     start.add_argument(
         "--db-busy-timeout",
         type=float,
@@ -126,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--access-log", action="store_true", help="log every request")
     start.add_argument("--log-level", default="INFO", help="service log level (default INFO)")
+    start.set_defaults(handler=lambda ctx: serve(ctx.args))
     for name in ("stop", "status"):
         cmd = server_sub.add_parser(
             name,
@@ -134,36 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             else "print the service of a home as JSON (url, pid, version, start time, uptime)",
         )
         cmd.add_argument("--home", help="service home (default: the per-user data directory)")
-
-    users = sub.add_parser("users", help="manage accounts")
-    users_sub = users.add_subparsers(dest="action", required=True)
-    add = users_sub.add_parser("add", help="create a user (or a new token); prints the token last")
-    add.add_argument("name")
-    add.add_argument("--can-upload", action="store_true", help="allow uploading programs")
-    add.add_argument("--home")
-    add.add_argument("--database-url")
-    users_list = users_sub.add_parser("list", help="list users")
-    users_list.add_argument("--home")
-    users_list.add_argument("--database-url")
-
-    programs = sub.add_parser("programs", help="inspect programs")
-    programs_sub = programs.add_subparsers(dest="action", required=True)
-    programs_list = programs_sub.add_parser("list", help="list every program")
-    programs_list.add_argument("--home")
-    programs_list.add_argument("--database-url")
-
-    jobs = sub.add_parser("jobs", help="inspect jobs")
-    jobs_sub = jobs.add_subparsers(dest="action", required=True)
-    jobs_list = jobs_sub.add_parser("list", help="list the newest jobs of every user")
-    jobs_list.add_argument("--home")
-    jobs_list.add_argument("--database-url")
-    jobs_list.add_argument("--limit", type=_positive_int, default=20)
-
-    logs = sub.add_parser("logs", help="print a job's logs")
-    logs.add_argument("job_id")
-    logs.add_argument("--home")
-    logs.add_argument("--database-url")
-    return parser
+        cmd.set_defaults(handler=_stop if name == "stop" else _status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +157,7 @@ def _remove_if_ours(path: Path) -> None:
 def _load_factory(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise SystemExit(f"--executor must be MODULE:FACTORY, not {spec!r}")
+        raise UsageError(f"--executor must be MODULE:FACTORY, not {spec!r}")
     factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
     return factory
 
@@ -216,8 +165,15 @@ def _load_factory(spec: str) -> Callable[..., Any]:
 def serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT or the idle timeout.
 
+    Args:
+        args: The parsed ``server start`` command line.
+
     Returns:
-        The process exit code.
+        The process exit code: 0 after a clean stop, 1 if it never started, 2 if the sandbox it
+        was asked for is unavailable.
+
+    Raises:
+        UsageError: If the TLS or executor options contradict each other or are malformed.
     """
     import uvicorn
 
@@ -230,10 +186,10 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
-        raise SystemExit("use either --tls-self-signed or --tls-cert/--tls-key")
+        raise UsageError("use either --tls-self-signed or --tls-cert/--tls-key")
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("--tls-cert and --tls-key go together")
-    home = _home(args.home)
+        raise UsageError("--tls-cert and --tls-key go together")
+    home = home_path(args.home)
     home.mkdir(parents=True, exist_ok=True)
     cert: Path | None = Path(args.tls_cert) if args.tls_cert else None
     key: Path | None = Path(args.tls_key) if args.tls_key else None
@@ -266,7 +222,7 @@ def serve(args: argparse.Namespace) -> int:
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         sock.close()
-        return 2
+        return USAGE
     runtime = app.state.runtime
     ready_file = Path(args.ready_file) if args.ready_file else None
     # Every service records itself in its home, however it was started, so that `server status`
@@ -343,137 +299,29 @@ def serve(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# administrative commands
+# server stop | status
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from prefect_qiskit_runtime.server.config import ServiceConfig
-    from prefect_qiskit_runtime.server.store import Store
+def _embedded() -> Any:
+    from prefect_qiskit_runtime.client import embedded
 
-    home = _home(args.home)
-    home.mkdir(parents=True, exist_ok=True)
-    return Store(ServiceConfig(home=home, database_url=args.database_url).db_url)
+    return embedded
 
 
-def _users_add(args: argparse.Namespace) -> int:
-    from prefect_qiskit_runtime.server.store import StoreError, create_user_token
-
-    try:
-        token = create_user_token(_home(args.home), args.name, args.can_upload, args.database_url)
-    except StoreError as exc:
-        print(exc.message, file=sys.stderr)
-        return 2
-    rights = "may upload programs" if args.can_upload else "may not upload programs"
-    print(f"User {args.name!r} ({rights}). API token (shown once):")
-    print(token)
-    return 0
+def _stop(ctx: Context) -> int:
+    home = Path(ctx.args.home).expanduser() if ctx.args.home else None
+    ctx.out.line("stopped" if _embedded().stop(home) else "not running")
+    return OK
 
 
-def _users_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        for user in store.list_users():
-            print(f"{user.name}\tcan_upload={user.can_upload}\tcreated={user.created:%Y-%m-%d}")
-    finally:
-        store.dispose()
-    return 0
-
-
-def _programs_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from prefect_qiskit_runtime.server.store import Program, User
-
-    store = _store(args)
-    try:
-        with store.read() as s:
-            rows = s.execute(
-                select(Program, User.name)
-                .join(User, User.id == Program.owner_id)
-                .order_by(Program.n)
-            ).all()
-        for program, owner in rows:
-            visibility = "public" if program.is_public else "private"
-            print(f"{program.id}\t{program.name}\t{owner}\t{visibility}\tcost={program.cost}")
-    finally:
-        store.dispose()
-    return 0
-
-
-def _jobs_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from prefect_qiskit_runtime.server.store import Job, isoformat
-
-    store = _store(args)
-    try:
-        with store.read() as s:
-            jobs = list(s.scalars(select(Job).order_by(Job.n.desc()).limit(args.limit)))
-        for job in jobs:
-            print(
-                f"{job.id}\t{job.program_id}\t{job.backend}\t{job.status}\t{isoformat(job.created)}"
-            )
-    finally:
-        store.dispose()
-    return 0
-
-
-def _logs(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        job = store.get_job(args.job_id)
-    finally:
-        store.dispose()
-    if job is None:
-        print(f"No job {args.job_id}", file=sys.stderr)
-        return 1
-    sys.stdout.write(job.logs or "")
-    return 0
-
-
-def _embedded(action: str, args: argparse.Namespace) -> int:
-    try:
-        from prefect_qiskit_runtime.client import embedded
-    except ImportError as exc:
-        print(f"The embedded-service client is not available: {exc}", file=sys.stderr)
-        return 2
-    home = Path(args.home).expanduser() if args.home else None
-    if action == "stop":
-        stopped = embedded.stop(home)
-        print("stopped" if stopped else "not running")
-        return 0
-    info = embedded.status(home)
+def _status(ctx: Context) -> int:
+    home = Path(ctx.args.home).expanduser() if ctx.args.home else None
+    info = _embedded().status(home)
     if info is None:
-        print("not running")
-        return 1
-    print(json.dumps(info, indent=2, default=str))
-    return 0
+        ctx.out.line("not running")
+        return FAILED
+    ctx.out.line(json.dumps(info, indent=2, default=str))
+    return OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prefect-qiskit-runtime`` console script.
-
-    Args:
-        argv: Arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        The exit code.
-    """
-    args = build_parser().parse_args(argv)
-    if args.command == "server":
-        if args.action == "start":
-            return serve(args)
-        return _embedded(args.action, args)
-    if args.command == "users":
-        return _users_add(args) if args.action == "add" else _users_list(args)
-    if args.command == "programs":
-        return _programs_list(args)
-    if args.command == "jobs":
-        return _jobs_list(args)
-    if args.command == "logs":
-        return _logs(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["add_parser", "serve"]
