@@ -1,5 +1,6 @@
-"""The store on a real SQLite file: claims by several instances, recovery of dead instances'
-jobs, idempotency under concurrency, the plain-stream cursor and hashed tokens."""
+"""The store on a real SQLite file and on PostgreSQL: claims by several instances, recovery of dead
+instances' jobs, idempotency under concurrency, the plain-stream cursor, hashed tokens, and the
+schema migrations (a database made before them is adopted with its rows)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from prefect_qiskit_runtime.server.store import (
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return sqlite_url(tmp_path / "runtime.db")
+def db(database_url: str) -> str:
+    """An empty database: SQLite, then PostgreSQL (``database_url`` in ``tests/conftest.py``)."""
+    return database_url
 
 
 def _program(store: Store, owner: str) -> str:
