@@ -13,8 +13,8 @@ SQLAlchemy Core with prebuilt statements: the ORM's unit of work cost several ti
 One module per concern: :mod:`.tables` (models), :mod:`.engine` (engine, transactions, SQLite
 locking), :mod:`.users`, :mod:`.programs`, :mod:`.idempotency`, :mod:`.jobs` (submission and reads),
 :mod:`.lifecycle` (a job's status changes), :mod:`.messages` and :mod:`.instances` (recovery).
-The schema is made and upgraded by the Alembic revisions of :mod:`..migrations`.
-:class:`Store` is all of them over one database.
+:class:`Store` is all of them over one database; its schema is made and upgraded by the Alembic
+revisions of :mod:`prefect_qiskit_runtime.server.migrations`.
 """
 
 from __future__ import annotations
