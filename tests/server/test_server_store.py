@@ -17,7 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 
 from prefect_qiskit_runtime.core.models import JobState, ReasonCode
@@ -32,7 +32,7 @@ from prefect_qiskit_runtime.server.store import (
     create_user_token,
     utcnow,
 )
-from prefect_qiskit_runtime.server.store.tables import Base
+from prefect_qiskit_runtime.server.store.tables import JOBS, Base
 
 
 @pytest.fixture
@@ -400,3 +400,25 @@ def test_instances_starting_at_once_migrate_once(db: str) -> None:
     assert errors == []
     assert sorted(users) == [f"u{n}" for n in range(6)]
     assert _revision(db) == migrations.HEAD
+
+
+def test_a_claim_skips_the_jobs_another_instance_has_locked(postgres_url: str) -> None:
+    """PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``: a locked job is passed over, not waited
+    for, and claimed once its lock is gone."""
+    store = Store(postgres_url)
+    user, _ = store.add_user("u")
+    ids = _jobs(store, user.id, _program(store, user.id), 3)
+    claimed: list[str] = []
+    with store.engine.connect() as other, other.begin():
+        # Another instance in the middle of claiming the oldest job.
+        other.execute(select(JOBS.c.id).where(JOBS.c.id == ids[0]).with_for_update())
+        claimer = threading.Thread(
+            target=lambda: claimed.extend(c.job.id for c in store.claim_jobs("me", 3))
+        )
+        claimer.start()
+        claimer.join(timeout=30)
+        waited = claimer.is_alive()
+    claimer.join()
+    assert not waited and claimed == ids[1:]
+    assert [c.job.id for c in store.claim_jobs("me", 3)] == ids[:1]
+    store.dispose()
