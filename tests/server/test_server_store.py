@@ -180,6 +180,22 @@ def test_finish_never_overwrites_a_cancel(db: str) -> None:
     )
 
 
+def test_a_nul_in_what_a_job_printed_does_not_keep_it_running(db: str) -> None:
+    """PostgreSQL text cannot hold NUL: the job's end is stored anyway, with U+FFFD for it."""
+    store = Store(db)
+    user, _ = store.add_user("u")
+    first, second = _jobs(store, user.id, _program(store, user.id), 2)
+    store.claim_jobs("me", 2)
+    assert store.finish_job(first, JobState.FAILED, error="bad\x00", logs="a\x00b\n").applied
+    store.cancel_job(second, user.id)
+    assert not store.finish_job(second, JobState.COMPLETED, result='"r"', logs="\x00").applied
+    failed, cancelled = store.get_job(first), store.get_job(second)
+    assert failed is not None and (failed.status, failed.error) == ("FAILED", "bad\ufffd")
+    assert failed.logs == "a\ufffdb\n"
+    assert cancelled is not None and cancelled.logs == "\ufffd" and cancelled.result is None
+    store.dispose()
+
+
 def test_idempotency_key_under_concurrency(db: str) -> None:
     """Ten writers with one key (separate engines): one job, one answer."""
     setup = Store(db)
