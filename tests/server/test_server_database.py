@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,20 @@ def test_start_without_the_postgresql_driver_names_the_extra(
     _assert_one_line_error(
         result.returncode, result.stderr, r"no module 'psycopg'.*prefect-qiskit-runtime\[postgres\]"
     )
+
+
+def test_start_refuses_a_schema_it_cannot_upgrade_in_one_line(tmp_path: Path) -> None:
+    """A SQLite file with one of the store's tables but not the rest is left alone."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(home / "runtime.db") as conn:
+        conn.execute("CREATE TABLE users (id VARCHAR(64) PRIMARY KEY)")
+    result = cli("server", "start", "--home", str(home), "--port", "0", check=False)
+    _assert_one_line_error(result.returncode, result.stderr, r"missing: idempotency_keys, ")
+    with sqlite3.connect(home / "runtime.db") as conn:
+        assert [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ] == ["users"]
 
 
 def _assert_one_line_error(returncode: int, stderr: str, expected: str) -> None:

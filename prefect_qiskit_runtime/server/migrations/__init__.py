@@ -25,6 +25,9 @@ of ``users`` would cascade into ``tokens``: switch them off in such a revision.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +47,7 @@ VERSION_TABLE = "pqr_alembic_version"
 #: PostgreSQL advisory lock held while migrating (any constant unique to this application).
 _LOCK_KEY = 0x7071_7273_6368_656D
 _DIRECTORY = Path(__file__).resolve().parent
+logger = logging.getLogger("prefect_qiskit_runtime.server")
 
 
 class SchemaError(Exception):
@@ -93,24 +97,43 @@ def upgrade(conn: Connection) -> None:
         SchemaError: The database is newer than this package, or it has some of the store's
             tables without being the baseline schema.
     """
-    from alembic import command
-    from alembic.script import ScriptDirectory
-
     if conn.dialect.name == "postgresql":
         # Transaction-scoped: released by the commit (or rollback) of the caller's transaction.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    config = alembic_config(conn)
     current = current_revision(conn)
-    if current is not None:
-        known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
-        if current not in known:
-            raise SchemaError(
-                f"the database is at schema revision {current!r}, made by a newer version of "
-                f"prefect-qiskit-runtime (this one knows up to {HEAD!r}); upgrade the package"
-            )
-    elif _adopt(conn):
-        command.stamp(config, BASELINE)
-    command.upgrade(config, "head")
+    if current == HEAD:
+        return  # another instance migrated it while this one waited
+    with _quiet_alembic():
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
+        config = alembic_config(conn)
+        if current is not None:
+            scripts = ScriptDirectory.from_config(config).walk_revisions()
+            if current not in {script.revision for script in scripts}:
+                raise SchemaError(
+                    f"the database is at schema revision {current!r}, made by a newer version "
+                    f"of prefect-qiskit-runtime (this one knows up to {HEAD!r}); upgrade the "
+                    "package"
+                )
+        elif _adopt(conn):
+            command.stamp(config, BASELINE)
+            current = f"{BASELINE} (made before migrations)"
+        command.upgrade(config, "head")
+    logger.info("database schema upgraded from %s to %s", current or "nothing", HEAD)
+
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    # Alembic narrates its import and each step at INFO, which would bury a start-up error's one
+    # line; the store logs one line of its own instead.
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    alembic_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_logger.setLevel(level)
 
 
 def _adopt(conn: Connection) -> bool:
