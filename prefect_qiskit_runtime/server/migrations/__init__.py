@@ -18,9 +18,12 @@ A new revision: change ``server/store/tables.py``, then from the repository root
         -x url=sqlite:///scratch.db revision --autogenerate -m "what changed"
 
 (``scratch.db`` at the previous head: ``alembic ... -x url=sqlite:///scratch.db upgrade head``),
-review the generated file, and set :data:`HEAD` to its revision id. SQLite migrations run in batch
-mode (``render_as_batch``); the store's SQLite connections have foreign keys on, which a batch copy
-of ``users`` would cascade into ``tokens``: switch them off in such a revision.
+review the generated file, and set :data:`HEAD` to its revision id (``alembic ... check`` then
+finds nothing to add; the tests compare the migrated schema with the models the same way).
+
+SQLite migrations run in batch mode (``render_as_batch``); the store's SQLite connections have
+foreign keys on, which a batch copy of ``users`` would cascade into ``tokens``: switch them off in
+such a revision.
 """
 
 from __future__ import annotations
