@@ -21,9 +21,11 @@ A new revision: change ``server/store/tables.py``, then from the repository root
 review the generated file, and set :data:`HEAD` to its revision id (``alembic ... check`` then
 finds nothing to add; the tests compare the migrated schema with the models the same way).
 
-SQLite migrations run in batch mode (``render_as_batch``); the store's SQLite connections have
-foreign keys on, which a batch copy of ``users`` would cascade into ``tokens``: switch them off in
-such a revision.
+SQLite migrations run in batch mode (``render_as_batch``: a changed table is copied and the old
+one dropped). The store's SQLite connections have foreign keys on, and a migration runs inside a
+transaction, where they cannot be switched off: dropping the old ``users`` would cascade into
+``tokens`` and be refused for ``programs``, so a revision that alters ``users`` must rebuild those
+two as well.
 """
 
 from __future__ import annotations
