@@ -49,18 +49,7 @@ def _add_user(service: RunningService, url: str, name: str) -> Api:
 def test_start_refuses_a_database_it_cannot_use_in_one_line(
     tmp_path: Path, url: str, expected: str
 ) -> None:
-    result = cli(
-        "server",
-        "start",
-        "--home",
-        str(tmp_path),
-        "--port",
-        "0",
-        "--database-url",
-        url,
-        check=False,
-    )
-    _assert_one_line_error(result.returncode, result.stderr, expected)
+    _assert_start_refused(tmp_path, expected, "--database-url", url)
 
 
 def test_start_without_the_postgresql_driver_names_the_extra(
@@ -76,20 +65,8 @@ def test_start_without_the_postgresql_driver_names_the_extra(
         "PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])
     )
     url = "postgresql+psycopg://pqr:secret@127.0.0.1:5432/x"
-    result = cli(
-        "server",
-        "start",
-        "--home",
-        str(tmp_path / "home"),
-        "--port",
-        "0",
-        "--database-url",
-        url,
-        check=False,
-    )
-    _assert_one_line_error(
-        result.returncode, result.stderr, r"no module 'psycopg'.*prefect-qiskit-runtime\[postgres\]"
-    )
+    expected = r"no module 'psycopg'.*prefect-qiskit-runtime\[postgres\]"
+    _assert_start_refused(tmp_path / "home", expected, "--database-url", url)
 
 
 def test_start_refuses_a_schema_it_cannot_upgrade_in_one_line(tmp_path: Path) -> None:
@@ -98,19 +75,21 @@ def test_start_refuses_a_schema_it_cannot_upgrade_in_one_line(tmp_path: Path) ->
     home.mkdir()
     with sqlite3.connect(home / "runtime.db") as conn:
         conn.execute("CREATE TABLE users (id VARCHAR(64) PRIMARY KEY)")
-    result = cli("server", "start", "--home", str(home), "--port", "0", check=False)
-    _assert_one_line_error(result.returncode, result.stderr, r"missing: idempotency_keys, ")
+    _assert_start_refused(home, r"missing: idempotency_keys, ")
     with sqlite3.connect(home / "runtime.db") as conn:
         assert [
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ] == ["users"]
 
 
-def _assert_one_line_error(returncode: int, stderr: str, expected: str) -> None:
-    assert returncode != 0
-    assert "Traceback" not in stderr and "secret" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
+def _assert_start_refused(home: Path, expected: str, *args: str) -> None:
+    """``server start`` fails with one stderr line matching ``expected``: no traceback, no
+    password."""
+    result = cli("server", "start", "--home", str(home), "--port", "0", *args, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and re.search(expected, lines[0]), lines[0]
 
 
