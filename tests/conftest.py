@@ -11,11 +11,39 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from database_helpers import POSTGRES_ENV, fresh_schema, postgres_base_url
 from service_helpers import RunningService, start_service, stop_service
 
+from prefect_qiskit_runtime.server.config import sqlite_url
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_ENV),
+        help=f"PostgreSQL database for the database-parametrized tests (default ${POSTGRES_ENV}); "
+        "each test gets a schema of its own",
+    )
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test (skipped without a PostgreSQL)."""
+    yield from fresh_schema(postgres_base_url(request.config))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for one test: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "runtime.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -179,6 +179,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from prefect_qiskit_runtime.server.app import create_app
     from prefect_qiskit_runtime.server.config import ServiceConfig
+    from prefect_qiskit_runtime.server.store import DatabaseUnavailable
 
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -219,7 +220,7 @@ def serve(args: argparse.Namespace) -> int:
     url = f"{scheme}://{_public_host(args.host)}:{port}"
     try:
         app = create_app(config)
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sock.close()
         return USAGE

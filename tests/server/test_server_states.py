@@ -1,17 +1,16 @@
-"""The job state machine: its transition table, refused changes, and a cancel racing a finish."""
+"""The job state machine: its transition table, refused changes, and a cancel racing a finish, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from prefect_qiskit_runtime.core.models import FINAL_STATES, JobState, ReasonCode
-from prefect_qiskit_runtime.server.config import sqlite_url
 from prefect_qiskit_runtime.server.store import FinishOutcome, Job, Store
 from prefect_qiskit_runtime.server.store.states import (
     CANCEL,
@@ -27,8 +26,8 @@ Q, R = JobState.QUEUED, JobState.RUNNING
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(sqlite_url(tmp_path / "runtime.db"))
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
     yield store
     store.dispose()
 
@@ -197,10 +196,10 @@ def _race(
 
 @pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "rowcount"])
 def test_cancel_racing_finish_ends_in_exactly_one_final_state(
-    tmp_path: Path, returning: bool
+    database_url: str, returning: bool
 ) -> None:
     """Two stores (two pools, as two instances would have) race 40 times on a RUNNING job."""
-    url = sqlite_url(tmp_path / "runtime.db")
+    url = database_url
     setup = Store(url)
     owner, program = _user_and_program(setup)
     canceller, finisher = Store(url, create=False), Store(url, create=False)
@@ -225,5 +224,6 @@ def test_cancel_racing_finish_ends_in_exactly_one_final_state(
         assert job.ended is not None
         winners[job.status] += 1
     assert sum(winners.values()) == 40
+    print(f"races=40 cancel_won={winners['CANCELLED']} finish_won={winners['COMPLETED']}")
     for store in (setup, canceller, finisher):
         store.dispose()

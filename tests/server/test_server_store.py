@@ -1,5 +1,6 @@
-"""The store on a real SQLite file: claims by several instances, recovery of dead instances'
-jobs, idempotency under concurrency, the plain-stream cursor and hashed tokens."""
+"""The store on a real SQLite file and on PostgreSQL: claims by several instances, recovery of dead
+instances' jobs, idempotency under concurrency, the plain-stream cursor, hashed tokens, and the
+schema migrations (a database made before them is adopted with its rows)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.pool import NullPool
 
 from prefect_qiskit_runtime.core.models import JobState, ReasonCode
+from prefect_qiskit_runtime.server import migrations
 from prefect_qiskit_runtime.server.config import sqlite_url
 from prefect_qiskit_runtime.server.store import (
     Answer,
+    DatabaseUnavailable,
     Instance,
     Job,
     Store,
     create_user_token,
     utcnow,
 )
+from prefect_qiskit_runtime.server.store.tables import JOBS, Base
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return sqlite_url(tmp_path / "runtime.db")
+def db(database_url: str) -> str:
+    """An empty database: SQLite, then PostgreSQL (``database_url`` in ``tests/conftest.py``)."""
+    return database_url
 
 
 def _program(store: Store, owner: str) -> str:
@@ -171,6 +180,22 @@ def test_finish_never_overwrites_a_cancel(db: str) -> None:
     )
 
 
+def test_a_nul_in_what_a_job_printed_does_not_keep_it_running(db: str) -> None:
+    """PostgreSQL text cannot hold NUL: the job's end is stored anyway, with U+FFFD for it."""
+    store = Store(db)
+    user, _ = store.add_user("u")
+    first, second = _jobs(store, user.id, _program(store, user.id), 2)
+    store.claim_jobs("me", 2)
+    assert store.finish_job(first, JobState.FAILED, error="bad\x00", logs="a\x00b\n").applied
+    store.cancel_job(second, user.id)
+    assert not store.finish_job(second, JobState.COMPLETED, result='"r"', logs="\x00").applied
+    failed, cancelled = store.get_job(first), store.get_job(second)
+    assert failed is not None and (failed.status, failed.error) == ("FAILED", "bad\ufffd")
+    assert failed.logs == "a\ufffdb\n"
+    assert cancelled is not None and cancelled.logs == "\ufffd" and cancelled.result is None
+    store.dispose()
+
+
 def test_idempotency_key_under_concurrency(db: str) -> None:
     """Ten writers with one key (separate engines): one job, one answer."""
     setup = Store(db)
@@ -282,3 +307,134 @@ def test_message_batches_are_numbered_contiguously_across_writers(db: str) -> No
     job = store.get_job(job_id)
     assert job is not None and job.message_count == 124
     assert store.add_messages("no-such-job", ['"z"']) is None
+
+
+# -- the schema migrations -----------------------------------------------------------------------
+
+
+def _revision(url: str) -> str | None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return migrations.current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+def test_migrations_at_head_build_exactly_the_models_schema(db: str) -> None:
+    """``upgrade head`` on an empty database gives what the models describe, and is recorded."""
+    # Another Alembic user of the same database (a Prefect server's) keeps its own version table.
+    engine = create_engine(db, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('someone-elses')"))
+    Store(db).dispose()
+    with engine.connect() as conn:
+        opts = {
+            "compare_type": True,
+            "version_table": migrations.VERSION_TABLE,
+            "include_name": lambda name, kind, _: (kind, name) != ("table", "alembic_version"),
+        }
+        context = MigrationContext.configure(conn, opts=opts)
+        assert compare_metadata(context, Base.metadata) == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            ("someone-elses",)
+        ]
+    engine.dispose()
+    head = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
+    assert head == migrations.HEAD
+    assert _revision(db) == head
+
+
+def test_a_database_made_before_migrations_keeps_its_rows(db: str) -> None:
+    """A database from ``create_all`` (the store before migrations) is stamped and upgraded."""
+    engine = create_engine(db, poolclass=NullPool)
+    Base.metadata.create_all(engine)  # what Store(url) did before migrations
+    engine.dispose()
+    old = Store(db, create=False)
+    user, token = old.add_user("u", can_upload=True)
+    ids = _jobs(old, user.id, _program(old, user.id), 3)
+    old.claim_jobs("old", 1)
+    old.finish_job(ids[0], JobState.COMPLETED, result='"kept"', logs="old logs\n")
+    old.add_messages(ids[1], ['"m1"', '"m2"'])
+    old.dispose()
+    assert _revision(db) is None
+
+    store = Store(db)
+    assert _revision(db) == migrations.HEAD
+    assert store.user_for_token(token) is not None
+    done = store.get_job(ids[0])
+    assert done is not None and done.status == "COMPLETED" and done.result == '"kept"'
+    assert done.logs == "old logs\n"
+    assert store.messages_after(ids[1], 0) == [(1, '"m1"'), (2, '"m2"')]
+    assert [c.job.id for c in store.claim_jobs("new", 5)] == ids[1:]
+    assert store.status_counts() == {"COMPLETED": 1, "RUNNING": 2}
+    more = _jobs(store, user.id, _program_named(store, user.id, "q"), 1)
+    assert store.list_jobs(user.id, 10, 0)[1] == 4 and more[0] not in ids
+    store.dispose()
+    Store(db).dispose()  # at head: nothing to do
+    assert _revision(db) == migrations.HEAD
+
+
+def test_a_schema_the_store_cannot_upgrade_is_refused_in_one_line(db: str) -> None:
+    engine = create_engine(db, poolclass=NullPool)
+    # Only one of the store's tables: neither empty nor the pre-migration schema.
+    Base.metadata.tables["users"].create(engine)
+    with pytest.raises(DatabaseUnavailable, match=r"missing: idempotency_keys, instances") as exc:
+        Store(db)
+    assert "\n" not in exc.value.message
+    Base.metadata.tables["users"].drop(engine)
+    Store(db).dispose()
+    # Upgraded by a newer release: this one does not know its revision.
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(DatabaseUnavailable, match=r"revision '9999', made by a newer version"):
+        Store(db)
+    engine.dispose()
+
+
+def test_instances_starting_at_once_migrate_once(db: str) -> None:
+    """Six stores open one empty database together: one schema, every store usable."""
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+    users: list[str] = []
+
+    def open_store(n: int) -> None:
+        start.wait()
+        try:
+            store = Store(db)
+            users.append(store.add_user(f"u{n}")[0].name)
+            store.dispose()
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(users) == [f"u{n}" for n in range(6)]
+    assert _revision(db) == migrations.HEAD
+
+
+def test_a_claim_skips_the_jobs_another_instance_has_locked(postgres_url: str) -> None:
+    """PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``: a locked job is passed over, not waited
+    for, and claimed once its lock is gone."""
+    store = Store(postgres_url)
+    user, _ = store.add_user("u")
+    ids = _jobs(store, user.id, _program(store, user.id), 3)
+    claimed: list[str] = []
+    with store.engine.connect() as other, other.begin():
+        # Another instance in the middle of claiming the oldest job.
+        other.execute(select(JOBS.c.id).where(JOBS.c.id == ids[0]).with_for_update())
+        claimer = threading.Thread(
+            target=lambda: claimed.extend(c.job.id for c in store.claim_jobs("me", 3))
+        )
+        claimer.start()
+        claimer.join(timeout=30)
+        waited = claimer.is_alive()
+    claimer.join()
+    assert not waited and claimed == ids[1:]
+    assert [c.job.id for c in store.claim_jobs("me", 3)] == ids[:1]
+    store.dispose()

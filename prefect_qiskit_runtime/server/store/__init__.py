@@ -13,7 +13,8 @@ SQLAlchemy Core with prebuilt statements: the ORM's unit of work cost several ti
 One module per concern: :mod:`.tables` (models), :mod:`.engine` (engine, transactions, SQLite
 locking), :mod:`.users`, :mod:`.programs`, :mod:`.idempotency`, :mod:`.jobs` (submission and reads),
 :mod:`.lifecycle` (a job's status changes), :mod:`.messages` and :mod:`.instances` (recovery).
-:class:`Store` is all of them over one database.
+:class:`Store` is all of them over one database; its schema is made and upgraded by the Alembic
+revisions of :mod:`prefect_qiskit_runtime.server.migrations`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect_qiskit_runtime.server.store.errors import (
+    DatabaseUnavailable,
     DuplicateProgramError,
     ForbiddenError,
     StoreError,
@@ -53,8 +55,9 @@ class Store(UserStore, ProgramStore, JobStore, LifecycleStore, MessageStore, Ins
     """Repository over one database.
 
     Args:
-        url: SQLAlchemy URL; SQLite files get WAL, ``busy_timeout`` and ``synchronous=NORMAL``.
-        create: Create missing tables.
+        url: SQLAlchemy URL: SQLite (files get WAL, ``busy_timeout``, ``synchronous=NORMAL``) or
+            PostgreSQL (``postgresql+psycopg://…``).
+        create: Create or upgrade the schema (the migrations; see :meth:`StoreBase.migrate`).
         busy_timeout: SQLite only: seconds to wait for a lock held by another connection.
 
     Example:
@@ -103,6 +106,7 @@ __all__ = [
     "SYSTEM_USER_ID",
     "Answer",
     "ClaimedJob",
+    "DatabaseUnavailable",
     "DuplicateProgramError",
     "FinishOutcome",
     "ForbiddenError",

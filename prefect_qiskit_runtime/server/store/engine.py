@@ -2,8 +2,10 @@
 
 SQLite (the default) runs in WAL mode with a busy timeout; writes take the database's write lock at
 the start of their transaction (``BEGIN IMMEDIATE``) and are serialised within the process, so
-readers never block and writers never deadlock. Any other SQLAlchemy URL works too; on PostgreSQL
-several service instances share one queue, claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``.
+readers never block and writers never deadlock. PostgreSQL (``postgresql+psycopg://``, the
+``postgres`` extra) is the other supported database: several service instances share one queue,
+claiming jobs with ``SELECT … FOR UPDATE SKIP LOCKED``. The schema is created and upgraded by the
+migrations of :mod:`prefect_qiskit_runtime.server.migrations` when a store opens its database.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from prefect_qiskit_runtime.server.store.tables import Base
+from prefect_qiskit_runtime.server.store.errors import DatabaseUnavailable
 
 #: Seconds a SQLite statement waits for another writer's lock before it fails "database is locked".
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: Seconds a new PostgreSQL connection may take (libpq waits forever by default).
+CONNECT_TIMEOUT = 10
+_EXAMPLE_URLS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
 def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
@@ -36,11 +41,18 @@ def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     Returns:
         The engine.
     """
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, future=True)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=8, max_overflow=16, connect_args=connect_args
+        )
     memory = url in {"sqlite://", "sqlite:///:memory:"}
-    connect_args = {"check_same_thread": False, "timeout": busy_timeout}
-    kwargs: dict[str, Any] = {"connect_args": connect_args}
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": busy_timeout},
+    }
     if memory:
         kwargs["poolclass"] = StaticPool
     else:
@@ -76,6 +88,38 @@ def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     return engine
 
 
+def describe_failure(url: str, error: BaseException) -> str:
+    """One line saying why the database at ``url`` cannot be used (never with its password).
+
+    Args:
+        url: The SQLAlchemy URL as given.
+        error: What opening or migrating it raised.
+
+    Returns:
+        The message.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"the database URL cannot be parsed; expected {_EXAMPLE_URLS}"
+    shown = parsed.render_as_string(hide_password=True)
+    if isinstance(error, NoSuchModuleError):
+        kind = parsed.drivername
+        return f"unknown kind of database {kind!r} in {shown}; expected {_EXAMPLE_URLS}"
+    if isinstance(error, ImportError):
+        hint = ""
+        if parsed.get_backend_name() == "postgresql":
+            hint = (
+                "; for PostgreSQL: pip install 'prefect-qiskit-runtime[postgres]' and use a "
+                "postgresql+psycopg:// URL"
+            )
+        module = error.name or str(error)
+        return f"the driver of {shown} is not installed (no module {module!r}){hint}"
+    reason = error.orig if isinstance(error, DBAPIError) else error
+    detail = " ".join(str(reason).split()) or type(reason).__name__
+    return f"cannot use the database {shown}: {detail}"
+
+
 def rowcount(result: Any) -> int:
     """The number of rows a DML statement matched.
 
@@ -93,8 +137,9 @@ class StoreBase:
     """The engine and transactions every part of the store works in.
 
     Args:
-        url: SQLAlchemy URL; SQLite files get WAL, ``busy_timeout`` and ``synchronous=NORMAL``.
-        create: Create missing tables.
+        url: SQLAlchemy URL: SQLite (files get WAL, ``busy_timeout``, ``synchronous=NORMAL``) or
+            PostgreSQL (``postgresql+psycopg://…``).
+        create: Create or upgrade the schema (the migrations; see :meth:`StoreBase.migrate`).
         busy_timeout: SQLite only: seconds to wait for a lock held by another connection.
     """
 
@@ -102,7 +147,10 @@ class StoreBase:
         self, url: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     ) -> None:
         self.url = url
-        self.engine = make_engine(url, busy_timeout)
+        try:
+            self.engine = make_engine(url, busy_timeout)
+        except (ArgumentError, ImportError) as exc:
+            raise DatabaseUnavailable(describe_failure(url, exc)) from exc
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._skip_locked = self.engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
         self._update_returning = bool(getattr(self.engine.dialect, "update_returning", False))
@@ -114,7 +162,25 @@ class StoreBase:
         # busy handler's sleeps.
         self._write_lock = threading.Lock() if self.is_sqlite else None
         if create:
-            Base.metadata.create_all(self.engine)
+            self.migrate()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest revision (a no-op when it is there).
+
+        Raises:
+            DatabaseUnavailable: The database cannot be reached, or its schema cannot be upgraded.
+        """
+        from prefect_qiskit_runtime.server import migrations
+
+        try:
+            with self.core_read() as conn:
+                if migrations.current_revision(conn) == migrations.HEAD:
+                    return
+            with self.core_write() as conn:
+                migrations.upgrade(conn)
+        except (DBAPIError, migrations.SchemaError) as exc:
+            self.engine.dispose()
+            raise DatabaseUnavailable(describe_failure(self.url, exc)) from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

@@ -21,3 +21,11 @@ class DuplicateProgramError(StoreError):
 
 class ForbiddenError(StoreError):
     """The user sees the object but may not change it."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The store cannot use its database: a bad URL, a missing driver, no connection, a schema it
+    cannot upgrade. The message is one line, fit to be shown as is (no password in it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("DATABASE_UNAVAILABLE", message)

@@ -43,6 +43,12 @@ _SOURCES = select(PROGRAMS.c.id, PROGRAMS.c.data).where(
 _STATUS_AND_END = select(JOBS.c.status, JOBS.c.ended).where(JOBS.c.id == bindparam("job_id"))
 
 
+def _storable(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL, which a program may well print: its job's end would never
+    # be written. Every database stores the same replacement character.
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
 @dataclass(frozen=True)
 class FinishOutcome:
     """What :meth:`Store.finish_job` did."""
@@ -151,7 +157,8 @@ class LifecycleStore(StoreBase):
     ) -> FinishOutcome:
         """Record how a RUNNING job ended, unless it already ended (cancelled, ran too long).
 
-        Logs are stored in every case, so a cancelled job keeps what it printed.
+        Logs are stored in every case, so a cancelled job keeps what it printed. NUL characters
+        in the texts are stored as U+FFFD (PostgreSQL refuses them).
 
         Args:
             job_id: The job.
@@ -168,10 +175,11 @@ class LifecycleStore(StoreBase):
             ValueError: If ``status`` is not final.
         """
         now = utcnow()
+        logs = _storable(logs)
         values: dict[str, Any] = {
             "reason_code": reason_code.value if reason_code else None,
-            "result": result,
-            "error": error,
+            "result": _storable(result),
+            "error": _storable(error),
             "ended": now,
         }
         if logs is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from prefect_qiskit_runtime.server.store.engine import StoreBase
@@ -197,29 +198,39 @@ class ProgramStore(StoreBase):
         description = str(metadata.get("description") or "")
         cost = int(metadata.get("max_execution_time") or metadata.get("cost") or 300)
         spec = json.dumps(metadata.get("spec") or {})
-        with self.write() as s:
-            program = s.scalars(select(Program).where(Program.id == program_id)).first()
-            if program is None:
-                now = utcnow()
-                s.add(
-                    Program(
-                        id=program_id,
-                        owner_id=SYSTEM_USER_ID,
-                        name=name,
-                        data=source,
-                        cost=cost,
-                        description=description,
-                        is_public=True,
-                        spec=spec,
-                        creation_date=now,
-                        update_date=now,
+        try:
+            with self.write() as s:
+                program = s.scalars(select(Program).where(Program.id == program_id)).first()
+                if program is None:
+                    now = utcnow()
+                    s.add(
+                        Program(
+                            id=program_id,
+                            owner_id=SYSTEM_USER_ID,
+                            name=name,
+                            data=source,
+                            cost=cost,
+                            description=description,
+                            is_public=True,
+                            spec=spec,
+                            creation_date=now,
+                            update_date=now,
+                        )
                     )
+                    return True
+                current = (
+                    program.name,
+                    program.data,
+                    program.cost,
+                    program.description,
+                    program.spec,
                 )
+                if current == (name, source, cost, description, spec) and program.is_public:
+                    return False
+                program.name, program.data, program.cost = name, source, cost
+                program.description, program.spec, program.is_public = description, spec, True
+                program.update_date = utcnow()
                 return True
-            current = (program.name, program.data, program.cost, program.description, program.spec)
-            if current == (name, source, cost, description, spec) and program.is_public:
-                return False
-            program.name, program.data, program.cost = name, source, cost
-            program.description, program.spec, program.is_public = description, spec, True
-            program.update_date = utcnow()
-            return True
+        except IntegrityError:
+            # Another instance starting on the same database installed it a moment earlier.
+            return False

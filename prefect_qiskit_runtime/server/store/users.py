@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 
 from prefect_qiskit_runtime.server.store.engine import StoreBase
 from prefect_qiskit_runtime.server.store.errors import StoreError
@@ -44,9 +45,13 @@ class UserStore(StoreBase):
 
     def ensure_system_user(self) -> None:
         """Create the system account that owns the built-in programs (it has no token)."""
-        with self.write() as s:
-            if s.get(User, SYSTEM_USER_ID) is None:
-                s.add(User(id=SYSTEM_USER_ID, name="system", can_upload=True, is_system=True))
+        try:
+            with self.write() as s:
+                if s.get(User, SYSTEM_USER_ID) is None:
+                    s.add(User(id=SYSTEM_USER_ID, name="system", can_upload=True, is_system=True))
+        except IntegrityError:
+            # Another instance starting on the same database created it a moment earlier.
+            pass
 
     def add_user(self, name: str, can_upload: bool = False) -> tuple[User, str]:
         """Create a user, or give an existing one another token.

@@ -1,0 +1,198 @@
+"""The service on PostgreSQL, and the one-line start-up errors of a database it cannot use.
+
+The PostgreSQL tests need ``PQR_TEST_POSTGRES_URL`` (see ``tests/database_helpers.py``); each gets a
+schema of its own. Services are started through the CLI with ``--database-url``, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from server_helpers import PUBLISHER, SLEEPER, Api
+from service_helpers import RunningService, cli, start_service, stop_service
+
+from prefect_qiskit_runtime.server.store import Store
+
+
+def _add_user(service: RunningService, url: str, name: str) -> Api:
+    """Create an uploader with ``users add --database-url`` (the store is not under the home)."""
+    out = cli(
+        "users", "add", name, "--can-upload", "--home", str(service.home), "--database-url", url
+    )
+    token = out.stdout.strip().splitlines()[-1]
+    service.tokens[name] = token
+    return Api(service.url, token)
+
+
+# -- start-up errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://pqr:secret@127.0.0.1:1/x", r"cannot use the database .*refused"),
+        ("mysql://pqr:secret@127.0.0.1/x", r"driver of mysql://pqr:\*\*\*@127.0.0.1/x is not"),
+        ("foo://", r"unknown kind of database 'foo'"),
+        ("not a url", r"database URL cannot be parsed"),
+    ],
+    ids=["unreachable", "no-driver", "unknown-scheme", "not-a-url"],
+)
+def test_start_refuses_a_database_it_cannot_use_in_one_line(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    _assert_start_refused(tmp_path, expected, "--database-url", url)
+
+
+def test_start_without_the_postgresql_driver_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg missing (a package on the path that fails to import, as an absent one does)."""
+    fake = tmp_path / "path" / "psycopg"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+    )
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])
+    )
+    url = "postgresql+psycopg://pqr:secret@127.0.0.1:5432/x"
+    expected = r"no module 'psycopg'.*prefect-qiskit-runtime\[postgres\]"
+    _assert_start_refused(tmp_path / "home", expected, "--database-url", url)
+
+
+def test_start_refuses_a_schema_it_cannot_upgrade_in_one_line(tmp_path: Path) -> None:
+    """A SQLite file with one of the store's tables but not the rest is left alone."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(home / "runtime.db") as conn:
+        conn.execute("CREATE TABLE users (id VARCHAR(64) PRIMARY KEY)")
+    _assert_start_refused(home, r"missing: idempotency_keys, ")
+    with sqlite3.connect(home / "runtime.db") as conn:
+        assert [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ] == ["users"]
+
+
+def _assert_start_refused(home: Path, expected: str, *args: str) -> None:
+    """``server start`` fails with one stderr line matching ``expected``: no traceback, no
+    password."""
+    result = cli("server", "start", "--home", str(home), "--port", "0", *args, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and re.search(expected, lines[0]), lines[0]
+
+
+# -- a service on PostgreSQL -----------------------------------------------------------------------
+
+
+def test_a_service_on_postgresql_runs_cancels_and_recovers_after_kill_9(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Submit, run, cancel; kill -9 and start again with another home: the state is all in the
+    database (the running job ends SERVICE_RESTARTED, the queued one runs)."""
+    first = start_service(tmp_path / "first", "--workers", "1", "--database-url", postgres_url)
+    try:
+        api = _add_user(first, postgres_url, "pg-user")
+        publisher = api.upload(PUBLISHER, "pg-publisher")
+        sleeper = api.upload(SLEEPER, "pg-sleeper")
+        done = api.run(publisher, {"iterations": 2})
+        assert api.wait(done)["status"] == "COMPLETED"
+        assert api.get(f"/jobs/{done}/results").text == '"foo"'
+        cancelled = api.run(sleeper)
+        api.wait_running(cancelled)
+        assert api.request("POST", f"/jobs/{cancelled}/cancel").status_code == 204
+        job = api.wait(cancelled)
+        assert job["status"] == "CANCELLED" and api.get(f"/jobs/{cancelled}/results").text == ""
+        running = api.run(sleeper)
+        api.wait_running(running)
+        queued = api.run(publisher, {"iterations": 3})
+        assert api.job(queued)["status"] == "QUEUED"
+    finally:
+        stop_service(first, signal.SIGKILL)
+
+    second = start_service(tmp_path / "second", "--workers", "1", "--database-url", postgres_url)
+    try:
+        api = Api(second.url, api.token)
+        lost = api.wait(running)
+        assert lost["status"] == "FAILED" and lost["reason_code"] == "SERVICE_RESTARTED"
+        job = api.wait(queued)
+        assert job["status"] == "COMPLETED" and job["message_count"] == 3
+        assert api.get(f"/jobs/{done}/interim_results").json()["messages"][0]["seq"] == 1
+        assert api.job(cancelled)["status"] == "CANCELLED"
+    finally:
+        assert stop_service(second) == 0
+
+
+# Appends its job's number to a file outside its directory (hence --sandbox off): a job run twice
+# leaves two lines, even though only one run can record a result.
+COUNTED = """
+import os
+
+def main(backend, user_messenger, n, ledger, **kwargs):
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, f"{n}\\n".encode())
+    os.close(fd)
+    return n * n + 1
+"""
+
+
+def test_two_replicas_on_one_database_run_every_job_exactly_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """200 jobs submitted from 8 threads to two services sharing one PostgreSQL database."""
+    args = ("--workers", "2", "--sandbox", "off", "--database-url", postgres_url)
+    replicas = [start_service(tmp_path / f"replica-{n}", *args) for n in range(2)]
+    try:
+        owner = _add_user(replicas[0], postgres_url, "replica-user")
+        program = owner.upload(COUNTED, "counted")
+        apis = [Api(replica.url, owner.token) for replica in replicas]
+        ledger = tmp_path / "ledger.txt"
+        total, threads = 200, 8
+        local = threading.local()
+
+        def submit_and_wait(n: int) -> tuple[int, str, dict[str, object]]:
+            # Each thread its own HTTP sessions; consecutive jobs alternate between the replicas.
+            if not hasattr(local, "apis"):
+                local.apis = [Api(api.url, api.token) for api in apis]
+            api = local.apis[n % 2]
+            job_id = api.run(program, {"n": n, "ledger": str(ledger)})
+            return n, job_id, api.wait(job_id)
+
+        with ThreadPoolExecutor(threads) as pool:
+            outcomes = list(pool.map(submit_and_wait, range(total)))
+        assert Counter(job["status"] for _n, _id, job in outcomes) == {"COMPLETED": total}
+        for n, job_id, _job in outcomes:  # read back through the replica it was not sent to
+            assert apis[1 - n % 2].get(f"/jobs/{job_id}/results").text == str(n * n + 1)
+        runs = Counter(int(line) for line in ledger.read_text().split())
+        assert runs == dict.fromkeys(range(total), 1)  # every job ran, none twice
+        store = Store(postgres_url, create=False)
+        try:
+            jobs = [store.get_job(job_id, light=True) for _n, job_id, _job in outcomes]
+            ran_by = Counter(job.instance_id for job in jobs if job is not None)
+            assert store.status_counts() == {"COMPLETED": total}
+        finally:
+            store.dispose()
+        instance_of = [
+            requests.get(replica.url + "/health", timeout=30).json()["instance_id"]
+            for replica in replicas
+        ]
+        assert set(ran_by) == set(instance_of)  # both replicas ran jobs
+        elsewhere = sum(job.instance_id != instance_of[n % 2] for n, job in enumerate(jobs) if job)
+        print(
+            f"jobs={total} completed={total} ran once each; per replica {sorted(ran_by.values())}; "
+            f"run by the replica it was not submitted to: {elsewhere}"
+        )
+    finally:
+        for replica in replicas:
+            stop_service(replica)
