@@ -38,6 +38,7 @@ __all__ = [
     "ScriptRunner",
     "cache_root",
     "ensure_old_client_venv",
+    "ensure_venv",
     "run_old_client",
     "script_check",
 ]
@@ -202,7 +203,31 @@ def ensure_old_client_venv(
         >>> python.name
         'python'
     """
-    root = cache_root()
+    return ensure_venv(cache_root(), requirements, _IMPORT_CHECK, timeout=timeout)
+
+
+def ensure_venv(
+    root: Path, requirements: Sequence[str], import_check: str, *, timeout: float = 900
+) -> Path:
+    """Return the Python of a cached venv holding exactly ``requirements``, building it once.
+
+    The venv is ``root/venv-<digest of the requirements and the Python version>``; a file lock
+    makes concurrent callers wait for one build, and only a build whose every step succeeded
+    (ending with ``import_check``, whose output is kept in ``READY``) is reused.
+
+    Args:
+        root: The cache folder of this kind of venv.
+        requirements: The pinned requirement list to install.
+        import_check: Python source run in the new venv to prove it works; it prints one line.
+        timeout: Seconds allowed for each build step (venv creation, ``pip install``).
+
+    Returns:
+        The path of the venv's ``python`` executable.
+
+    Raises:
+        OldClientUnavailable: No Python 3.11 interpreter is available.
+        RuntimeError: Creating the venv or installing the requirements failed (output included).
+    """
     venv_dir = root / f"venv-{_requirements_key(requirements)}"
     python = venv_dir / "bin" / "python"
     ready = venv_dir / "READY"
@@ -220,12 +245,12 @@ def ensure_old_client_venv(
         try:
             _run_checked(
                 [str(python), "-m", "pip", "install", "--no-input", "-r", req_file.name],
-                "pip install of the old client",
+                f"pip install into {root.name}",
                 timeout,
             )
         finally:
             os.unlink(req_file.name)
-        versions = _run_checked([str(python), "-c", _IMPORT_CHECK], "importing the old client", 120)
+        versions = _run_checked([str(python), "-c", import_check], "importing the client", 120)
         (venv_dir / "requirements.txt").write_text("\n".join(requirements) + "\n")
         # Written last: its presence means every step above succeeded.
         ready.write_text(versions)
