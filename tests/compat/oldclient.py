@@ -37,8 +37,10 @@ __all__ = [
     "OldClientUnavailable",
     "ScriptRunner",
     "cache_root",
+    "canonical_requirement",
     "ensure_old_client_venv",
     "ensure_venv",
+    "installed_distributions",
     "run_old_client",
     "script_check",
 ]
@@ -255,6 +257,33 @@ def ensure_venv(
         # Written last: its presence means every step above succeeded.
         ready.write_text(versions)
     return python
+
+
+def installed_distributions(python: Path) -> list[str]:
+    """Every distribution installed in a venv (but pip, setuptools and wheel), canonicalised.
+
+    Args:
+        python: The venv's interpreter.
+
+    Returns:
+        Sorted ``name==version`` lines, names lower case with ``-`` for ``_``.
+    """
+    excluded = ["--exclude", "pip", "--exclude", "setuptools", "--exclude", "wheel"]
+    freeze = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all", *excluded],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=_clean_env(),
+    ).stdout.split()
+    return sorted(canonical_requirement(line) for line in freeze)
+
+
+def canonical_requirement(requirement: str) -> str:
+    """``Name_X==1.0`` as ``name-x==1.0``, the form pip compares names in."""
+    name, _, version = requirement.partition("==")
+    return f"{name.lower().replace('_', '-')}=={version}"
 
 
 def run_old_client(

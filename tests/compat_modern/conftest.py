@@ -18,6 +18,8 @@ from modernclient import ScriptRunner, ensure_modern_client_venv, oldclient
 from service_helpers import RunningService, start_service, stop_service
 
 SCRIPTS = Path(__file__).parent / "modern_scripts"
+#: ``script_checks.py``, shared with the old client's scripts.
+SHARED_SCRIPTS = Path(__file__).parent.parent / "client_scripts"
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +60,7 @@ def run_modern(modern_python: Path, modern_service: RunningService) -> ScriptRun
                 (SCRIPTS / f"{name}.py").read_text(),
                 {"MODERN_ARGS": json.dumps(args)},
                 python=modern_python,
-                pythonpath=[SCRIPTS],
+                pythonpath=[SCRIPTS, SHARED_SCRIPTS],
                 timeout=600,
             )
         return cache[name]

@@ -1,10 +1,9 @@
 # mypy: ignore-errors
 """Helpers shared by the scripts that run inside the modern client's venv (qiskit-ibm-runtime 0.51).
 
-Each script records its checks in ``RESULTS`` under one key per check and prints ``RESULTS`` as JSON
-on its last stdout line; pytest asserts on each key separately, so one broken step fails one test
-and the others still report. Nothing here may import the project: this runs with the client's own
-Qiskit 2.6 only.
+Each script records its checks with ``script_checks`` (``tests/client_scripts``, shared with the
+old client's scripts) and prints them as JSON on its last stdout line. Nothing here may import the
+project: this runs with the client's own Qiskit 2.6 only.
 
 Inputs come as JSON in the environment variable ``MODERN_ARGS`` (service URL, tokens). The client
 is pointed at the service exactly as ``docs/tutorials/qiskit-ibm-runtime.md`` tells a user to.
@@ -12,13 +11,10 @@ is pointed at the service exactly as ``docs/tutorials/qiskit-ibm-runtime.md`` te
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any
 
 # The client deprecates SamplerV2/EstimatorV2 in favour of its client-side executor primitives.
@@ -26,7 +22,6 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 ARGS: dict[str, Any] = json.loads(os.environ.get("MODERN_ARGS", "{}"))
-RESULTS: dict[str, Any] = {}
 ROOT: str = ARGS.get("url", "")
 
 # Where the client's IBM Cloud SDKs look for IAM, Global Search and Global Catalog.
@@ -35,6 +30,7 @@ os.environ["GLOBAL_SEARCH_URL"] = ROOT + "/global-search"
 os.environ["GLOBAL_CATALOG_URL"] = ROOT + "/global-catalog"
 
 from qiskit_ibm_runtime import QiskitRuntimeService  # noqa: E402  (the environment comes first)
+from script_checks import RESULTS, check, raised  # noqa: E402, F401  (tests/client_scripts)
 
 
 def runtime_url(url: str, instance: str, private_endpoint: bool = False, channel: str = "") -> str:
@@ -52,31 +48,6 @@ def connect(token: str, **kwargs: Any) -> QiskitRuntimeService:
         url_resolver=runtime_url,
         **kwargs,
     )
-
-
-@contextlib.contextmanager
-def check(name: str) -> Iterator[dict[str, Any]]:
-    """Record one check: the body fills the yielded dict; an exception is stored, not raised."""
-    entry: dict[str, Any] = {}
-    RESULTS[name] = entry
-    try:
-        yield entry
-    except Exception as exc:
-        entry["error"] = f"{type(exc).__name__}: {exc}"
-        entry["traceback"] = traceback.format_exc()
-
-
-def raised(func: Callable[[], Any]) -> dict[str, Any]:
-    """Call ``func`` and describe what it raised (``{"type": None}`` when it returned)."""
-    try:
-        value = func()
-    except Exception as exc:
-        return {
-            "type": type(exc).__name__,
-            "mro": [cls.__name__ for cls in type(exc).__mro__],
-            "message": str(exc),
-        }
-    return {"type": None, "returned": repr(value)[:500]}
 
 
 def wait_for_status(job, wanted, timeout: float = 60.0) -> str:
