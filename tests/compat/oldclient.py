@@ -185,20 +185,12 @@ def ensure_old_client_venv(
 ) -> Path:
     """Return the Python of a venv holding ``qiskit-ibmq-provider==0.20.2``, building it once.
 
-    The venv lives under :func:`cache_root`, in a folder named after a digest of ``requirements``.
-    A file lock makes concurrent callers (two pytest processes, xdist workers) wait for one build.
-    A build that did not finish (killed, failed) leaves no ``READY`` marker and is redone.
+    The venv lives under :func:`cache_root`; :func:`ensure_venv` builds it (and says what it
+    raises).
 
     Args:
         requirements: The pinned requirement list to install.
         timeout: Seconds allowed for each build step (venv creation, ``pip install``).
-
-    Returns:
-        The path of the venv's ``python`` executable.
-
-    Raises:
-        OldClientUnavailable: No Python 3.11 interpreter is available.
-        RuntimeError: Creating the venv or installing the requirements failed (output included).
 
     Example:
         >>> python = ensure_old_client_venv()
@@ -213,9 +205,10 @@ def ensure_venv(
 ) -> Path:
     """Return the Python of a cached venv holding exactly ``requirements``, building it once.
 
-    The venv is ``root/venv-<digest of the requirements and the Python version>``; a file lock
-    makes concurrent callers wait for one build, and only a build whose every step succeeded
-    (ending with ``import_check``, whose output is kept in ``READY``) is reused.
+    The venv is ``root/venv-<digest of the requirements and the Python version>``. A file lock
+    makes concurrent callers (two pytest processes, xdist workers) wait for one build; a build that
+    did not finish (killed, failed) leaves no ``READY`` marker and is redone. ``READY`` keeps the
+    output of ``import_check``, the build's last step.
 
     Args:
         root: The cache folder of this kind of venv.
