@@ -41,6 +41,7 @@ from prefect_qiskit_runtime.server.store import DuplicateProgramError, Forbidden
 from prefect_qiskit_runtime.server.usecases.errors import (
     InvalidArgument,
     InvalidState,
+    NotAuthenticated,
     NotFound,
     PermissionDenied,
     UseCaseError,
@@ -67,6 +68,7 @@ _STATUS_CODES = {
 #: The HTTP status of each kind of use-case error.
 _USE_CASE_STATUS: dict[type[UseCaseError], int] = {
     InvalidArgument: 400,
+    NotAuthenticated: 401,
     PermissionDenied: 403,
     NotFound: 404,
     InvalidState: 409,

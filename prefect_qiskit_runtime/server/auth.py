@@ -64,6 +64,8 @@ class TokenCache:
         ttl: Seconds an entry is trusted.
         max_entries: Entries kept at most; the oldest is dropped first.
         clock: Monotonic clock (tests pass their own).
+        resolve: The lookup on a miss; ``store.user_for_token`` (API tokens) by default, the
+            modern API passes ``store.user_for_access_token``.
 
     Example:
         >>> cache = TokenCache(store, ttl=30)  # doctest: +SKIP
@@ -77,8 +79,10 @@ class TokenCache:
         ttl: float = TOKEN_CACHE_SECONDS,
         max_entries: int = TOKEN_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        resolve: Callable[[str], User | None] | None = None,
     ) -> None:
         self.store = store
+        self._resolve = resolve or store.user_for_token
         self.ttl = ttl
         self.max_entries = max(1, max_entries)
         self._clock = clock
@@ -110,7 +114,7 @@ class TokenCache:
         user = self.cached(token)
         if user is not None or not token or len(token) > MAX_TOKEN_LENGTH:
             return user
-        user = self.store.user_for_token(token)
+        user = self._resolve(token)
         if user is not None:
             digest = hash_token(token)
             with self._lock:

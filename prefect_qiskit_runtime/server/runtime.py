@@ -111,6 +111,8 @@ class Runtime:
         config.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.db_url, busy_timeout=config.db_busy_timeout)
         self.tokens = TokenCache(self.store)
+        #: The modern API's bearer tokens (``/iam/identity/token``), cached the same way.
+        self.access_tokens = TokenCache(self.store, resolve=self.store.user_for_access_token)
         self.broker = Broker()
         self.scheduler: Scheduler | None = None
         self.executor: Executor | None = None

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Longest execution-time limit a program or a job may ask for: a week, in seconds.
 _MAX_SECONDS = 7 * 24 * 3600
+#: Most tags one job may carry.
+MAX_TAGS = 50
 
 
 class ProgramCreate(BaseModel):
@@ -57,10 +59,65 @@ class JobCreate(BaseModel):
     max_execution_time: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
 
 
+class ModernJobCreate(BaseModel):
+    """Body of ``POST /api/v1/jobs``: a primitive job as ``qiskit-ibm-runtime`` sends it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    program_id: str = Field(min_length=1, max_length=100)
+    backend: str | None = Field(default=None, min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    runtime: str | None = Field(default=None, max_length=200)
+    log_level: str | None = Field(default=None, max_length=20)
+    session_id: str | None = Field(default=None, min_length=1, max_length=64)
+    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    #: The client's ``max_execution_time``, in seconds.
+    cost: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+    private: bool | None = None
+    calibration_id: str | None = Field(default=None, max_length=200)
+
+
+class SessionCreate(BaseModel):
+    """Body of ``POST /api/v1/sessions``: a session (``dedicated``) or a batch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: str = Field(default="dedicated", max_length=20)
+    backend: str = Field(min_length=1, max_length=200)
+    instance: str | None = Field(default=None, max_length=500)
+    max_ttl: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
+
+
+class SessionUpdate(BaseModel):
+    """Body of ``PATCH /api/v1/sessions/{id}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    accepting_jobs: bool
+
+
+class TagsUpdate(BaseModel):
+    """Body of ``PUT /api/v1/jobs/{id}/tags``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tags: list[str] = Field(max_length=MAX_TAGS)
+
+
 class IdResponse(BaseModel):
     """The id of a created object."""
 
     id: str
 
 
-__all__ = ["IdResponse", "JobCreate", "ProgramCreate", "ProgramUpdate"]
+__all__ = [
+    "MAX_TAGS",
+    "IdResponse",
+    "JobCreate",
+    "ModernJobCreate",
+    "ProgramCreate",
+    "ProgramUpdate",
+    "SessionCreate",
+    "SessionUpdate",
+    "TagsUpdate",
+]

@@ -19,6 +19,8 @@ from oldclient import OldClientUnavailable, ScriptRunner, ensure_old_client_venv
 from service_helpers import RunningService, start_service, stop_service
 
 SCRIPTS = Path(__file__).parent / "old_scripts"
+#: ``script_checks.py``, shared with the modern client's scripts.
+SHARED_SCRIPTS = Path(__file__).parent.parent / "client_scripts"
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +79,7 @@ def run_script(
                 (SCRIPTS / f"{name}.py").read_text(),
                 {**old_client_env, "COMPAT_ARGS": json.dumps(args)},
                 python=old_python,
-                pythonpath=[SCRIPTS],
+                pythonpath=[SCRIPTS, SHARED_SCRIPTS],
                 timeout=420,
             )
         return cache[name]

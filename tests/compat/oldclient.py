@@ -37,7 +37,10 @@ __all__ = [
     "OldClientUnavailable",
     "ScriptRunner",
     "cache_root",
+    "canonical_requirement",
     "ensure_old_client_venv",
+    "ensure_venv",
+    "installed_distributions",
     "run_old_client",
     "script_check",
 ]
@@ -182,12 +185,35 @@ def ensure_old_client_venv(
 ) -> Path:
     """Return the Python of a venv holding ``qiskit-ibmq-provider==0.20.2``, building it once.
 
-    The venv lives under :func:`cache_root`, in a folder named after a digest of ``requirements``.
-    A file lock makes concurrent callers (two pytest processes, xdist workers) wait for one build.
-    A build that did not finish (killed, failed) leaves no ``READY`` marker and is redone.
+    The venv lives under :func:`cache_root`; :func:`ensure_venv` builds it (and says what it
+    raises).
 
     Args:
         requirements: The pinned requirement list to install.
+        timeout: Seconds allowed for each build step (venv creation, ``pip install``).
+
+    Example:
+        >>> python = ensure_old_client_venv()
+        >>> python.name
+        'python'
+    """
+    return ensure_venv(cache_root(), requirements, _IMPORT_CHECK, timeout=timeout)
+
+
+def ensure_venv(
+    root: Path, requirements: Sequence[str], import_check: str, *, timeout: float = 900
+) -> Path:
+    """Return the Python of a cached venv holding exactly ``requirements``, building it once.
+
+    The venv is ``root/venv-<digest of the requirements and the Python version>``. A file lock
+    makes concurrent callers (two pytest processes, xdist workers) wait for one build; a build that
+    did not finish (killed, failed) leaves no ``READY`` marker and is redone. ``READY`` keeps the
+    output of ``import_check``, the build's last step.
+
+    Args:
+        root: The cache folder of this kind of venv.
+        requirements: The pinned requirement list to install.
+        import_check: Python source run in the new venv to prove it works; it prints one line.
         timeout: Seconds allowed for each build step (venv creation, ``pip install``).
 
     Returns:
@@ -196,13 +222,7 @@ def ensure_old_client_venv(
     Raises:
         OldClientUnavailable: No Python 3.11 interpreter is available.
         RuntimeError: Creating the venv or installing the requirements failed (output included).
-
-    Example:
-        >>> python = ensure_old_client_venv()
-        >>> python.name
-        'python'
     """
-    root = cache_root()
     venv_dir = root / f"venv-{_requirements_key(requirements)}"
     python = venv_dir / "bin" / "python"
     ready = venv_dir / "READY"
@@ -220,16 +240,43 @@ def ensure_old_client_venv(
         try:
             _run_checked(
                 [str(python), "-m", "pip", "install", "--no-input", "-r", req_file.name],
-                "pip install of the old client",
+                f"pip install into {root.name}",
                 timeout,
             )
         finally:
             os.unlink(req_file.name)
-        versions = _run_checked([str(python), "-c", _IMPORT_CHECK], "importing the old client", 120)
+        versions = _run_checked([str(python), "-c", import_check], "importing the client", 120)
         (venv_dir / "requirements.txt").write_text("\n".join(requirements) + "\n")
         # Written last: its presence means every step above succeeded.
         ready.write_text(versions)
     return python
+
+
+def installed_distributions(python: Path) -> list[str]:
+    """Every distribution installed in a venv (but pip, setuptools and wheel), canonicalised.
+
+    Args:
+        python: The venv's interpreter.
+
+    Returns:
+        Sorted ``name==version`` lines, names lower case with ``-`` for ``_``.
+    """
+    excluded = ["--exclude", "pip", "--exclude", "setuptools", "--exclude", "wheel"]
+    freeze = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all", *excluded],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=_clean_env(),
+    ).stdout.split()
+    return sorted(canonical_requirement(line) for line in freeze)
+
+
+def canonical_requirement(requirement: str) -> str:
+    """``Name_X==1.0`` as ``name-x==1.0``, the form pip compares names in."""
+    name, _, version = requirement.partition("==")
+    return f"{name.lower().replace('_', '-')}=={version}"
 
 
 def run_old_client(

@@ -4,42 +4,24 @@ with the script's stderr."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from oldclient import OLD_CLIENT_REQUIREMENTS, cache_root, run_old_client
+from oldclient import (
+    OLD_CLIENT_REQUIREMENTS,
+    cache_root,
+    canonical_requirement,
+    installed_distributions,
+    run_old_client,
+)
 
 pytestmark = pytest.mark.compat
 
 
-def _canonical(req: str) -> str:
-    name, _, version = req.partition("==")
-    return f"{name.lower().replace('_', '-')}=={version}"
-
-
 def test_venv_holds_exactly_the_pins(old_python: Path) -> None:
     assert old_python.is_relative_to(cache_root())
-    freeze = subprocess.run(
-        [
-            str(old_python),
-            "-m",
-            "pip",
-            "freeze",
-            "--all",
-            "--exclude",
-            "pip",
-            "--exclude",
-            "setuptools",
-            "--exclude",
-            "wheel",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.split()
-    assert sorted(map(_canonical, freeze)) == sorted(map(_canonical, OLD_CLIENT_REQUIREMENTS))
+    expected = sorted(map(canonical_requirement, OLD_CLIENT_REQUIREMENTS))
+    assert installed_distributions(old_python) == expected
 
 
 def test_runner_returns_last_json_line(old_python: Path) -> None:

@@ -1,6 +1,7 @@
-"""R3: schemathesis over the service's whole OpenAPI document, both API surfaces (``/runtime`` for
-programs and jobs, ``/api`` for the account), with a user's token: no input, however malformed,
-may produce a 5xx, and every error answer has the ``{"error": {...}}`` body.
+"""R3: schemathesis over the service's whole OpenAPI document, every API surface (``/runtime`` for
+programs and jobs, ``/api`` for the account, and the modern API's ``/api/v1``, ``/iam`` and
+``/global-*``), with a user's token: no input, however malformed, may produce a 5xx, and every
+error answer has the ``{"error": {...}}`` body.
 
 Bounded to 15 examples per operation (a few hundred requests) so that it stays well under two
 minutes; the figures come from the service's own request counters."""
@@ -60,7 +61,10 @@ def test_no_server_errors(case: schemathesis.Case) -> None:
     if case.path == "/runtime/jobs/{job_id}" and case.method == "GET" and case.query:
         # Keep long-polls short: a generated wait of up to 60 s on an existing job is legal.
         case.query.pop("wait", None)
-    response = case.call(headers={"X-Access-Token": TOKENS["fuzzer"]}, timeout=60)
+    token = TOKENS["fuzzer"]
+    # The modern routes take the API token as ``Authorization: apikey``, the old ones as a header.
+    headers = {"X-Access-Token": token, "Authorization": f"apikey {token}"}
+    response = case.call(headers=headers, timeout=60)
     assert response.status_code < 500, (case.method, case.path, response.status_code, response.text)
     if response.status_code >= 400:
         body = response.json()
@@ -83,18 +87,21 @@ def test_r3_fuzzer_reached_the_service(
                 continue
             labels, count = sample.labels, int(sample.value)
             by_class[labels["status"][:1] + "xx"] += count
-            surfaces[labels["route"].strip("/").split("/")[0]] += count
+            route = labels["route"]
+            modern = route.startswith(("/api/v1/", "/iam/", "/global-"))
+            surfaces["modern" if modern else route.strip("/").split("/")[0]] += count
             operations.add(f"{labels['method']} {labels['route']}")
     total = sum(by_class.values())
     assert by_class["5xx"] == 0, metrics
     assert total >= 200
-    assert surfaces["runtime"] > 0 and surfaces["api"] > 0, surfaces
+    assert surfaces["runtime"] > 0 and surfaces["api"] > 0 and surfaces["modern"] > 0, surfaces
     figures(
         "R3 schemathesis",
         requests=total,
         operations=len(operations),
         runtime_surface=surfaces["runtime"],
         api_surface=surfaces["api"],
+        modern_surface=surfaces["modern"],
         answers=dict(sorted(by_class.items())),
         server_errors=by_class["5xx"],
     )

@@ -49,7 +49,7 @@ def job_json_text(job: Job) -> str:
     Returns:
         The JSON text.
     """
-    retryable = bool(job.reason_code) and _retryable(job.reason_code)
+    retryable = bool(job.reason_code) and is_retryable(job.reason_code)
     rest = {
         "id": job.id,
         "hub": job.hub,
@@ -71,7 +71,8 @@ def job_json_text(job: Job) -> str:
     return '{"params": ' + (job.params or "{}") + ", " + json.dumps(rest)[1:]
 
 
-def _retryable(reason: str | None) -> bool:
+def is_retryable(reason: str | None) -> bool:
+    """Whether a job that ended for ``reason`` (a ``ReasonCode`` value) may be submitted again."""
     try:
         return ReasonCode(reason).retryable if reason else False
     except ValueError:
@@ -111,4 +112,4 @@ def raw_json(text: str, status_code: int = 200) -> Response:
     return Response(text, status_code=status_code, media_type="application/json")
 
 
-__all__ = ["job_json_text", "program_json", "raw_json", "result_text"]
+__all__ = ["is_retryable", "job_json_text", "program_json", "raw_json", "result_text"]

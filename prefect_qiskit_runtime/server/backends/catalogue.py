@@ -16,6 +16,7 @@ __all__ = [
     "configuration",
     "info",
     "list_configurations",
+    "modern_configuration",
     "names",
     "num_qubits",
 ]
@@ -224,6 +225,56 @@ def configuration(name: str) -> dict[str, Any]:
         "url": "None",
     }
     return copy.deepcopy(doc)
+
+
+# Aer accepts these, but Qiskit has no standard gate of the name: a modern client would warn that it
+# cannot build them into a Target, so the modern documents leave them out.
+_NON_STANDARD_GATES = frozenset({"cu2", "diagonal", "initialize", "mcx", "pauli", "unitary"})
+_NON_UNITARY = ("measure", "reset", "delay")
+_CONTROL_FLOW = ("if_else", "while_loop", "for_loop", "switch_case")
+
+
+def modern_configuration(name: str) -> dict[str, Any]:
+    """Return the configuration document of backend ``name`` for the modern Qiskit Runtime API.
+
+    The document of :func:`configuration`, adjusted to how ``qiskit-ibm-runtime`` builds a Target
+    from it: only Qiskit's standard gate names, ``supported_instructions`` (measure, reset, delay,
+    and control flow where Aer runs the circuits), and for a device every gate tied to the qubits
+    or edges it acts on. A noisy device is presented as a device (``simulator`` false), so the
+    client checks circuits against its Target and opens sessions on it; the ideal simulators stay
+    simulators.
+
+    Args:
+        name: A name from :func:`names`.
+
+    Returns:
+        A fresh JSON-serialisable dict.
+
+    Raises:
+        KeyError: If there is no such backend.
+
+    Example:
+        >>> modern_configuration("fake_5q_device")["simulator"]
+        False
+    """
+    b = info(name)
+    doc = configuration(name)
+    doc["basis_gates"] = [g for g in b.basis_gates if g not in _NON_STANDARD_GATES]
+    doc["simulator"] = not b.noisy
+    aer = b.name != "basic_simulator"
+    doc["supported_instructions"] = [
+        *doc["basis_gates"],
+        *(i for i in _NON_UNITARY if i not in doc["basis_gates"]),
+        *(_CONTROL_FLOW if aer else ()),
+    ]
+    if b.edges is not None:
+        singles = [[q] for q in range(b.num_qubits)]
+        for gate in doc["gates"]:
+            two_qubit = gate["name"] == "cx"
+            gate["coupling_map"] = b.coupling_map if two_qubit else singles
+    doc["processor_type"] = {"family": "Local simulator", "revision": b.backend_version}
+    doc["supported_features"] = ["qasm3"] if aer else []
+    return doc
 
 
 def list_configurations() -> list[dict[str, Any]]:

@@ -12,7 +12,9 @@ SQLAlchemy Core with prebuilt statements: the ORM's unit of work cost several ti
 
 One module per concern: :mod:`.tables` (models), :mod:`.engine` (engine, transactions, SQLite
 locking), :mod:`.users`, :mod:`.programs`, :mod:`.idempotency`, :mod:`.jobs` (submission and reads),
-:mod:`.lifecycle` (a job's status changes), :mod:`.messages` and :mod:`.instances` (recovery).
+:mod:`.lifecycle` (a job's status changes), :mod:`.messages`, :mod:`.instances` (recovery), and for
+the modern API :mod:`.sessions` (sessions, batches, job tags) and :mod:`.access_tokens`, over the
+tables of :mod:`.session_tables`.
 :class:`Store` is all of them over one database; its schema is made and upgraded by the Alembic
 revisions of :mod:`prefect_qiskit_runtime.server.migrations`.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prefect_qiskit_runtime.server.store.access_tokens import AccessTokenStore
 from prefect_qiskit_runtime.server.store.errors import (
     DatabaseUnavailable,
     DuplicateProgramError,
@@ -33,6 +36,8 @@ from prefect_qiskit_runtime.server.store.jobs import ClaimedJob, JobStore, new_j
 from prefect_qiskit_runtime.server.store.lifecycle import FinishOutcome, LifecycleStore
 from prefect_qiskit_runtime.server.store.messages import MessageStore
 from prefect_qiskit_runtime.server.store.programs import ProgramInfo, ProgramStore
+from prefect_qiskit_runtime.server.store.session_tables import RuntimeSession
+from prefect_qiskit_runtime.server.store.sessions import JobExtras, JobFilter, SessionStore
 from prefect_qiskit_runtime.server.store.tables import (
     DEFAULT_GROUP,
     DEFAULT_HUB,
@@ -51,7 +56,16 @@ from prefect_qiskit_runtime.server.store.tables import (
 from prefect_qiskit_runtime.server.store.users import UserStore, hash_token
 
 
-class Store(UserStore, ProgramStore, JobStore, LifecycleStore, MessageStore, InstanceStore):
+class Store(
+    UserStore,
+    ProgramStore,
+    JobStore,
+    LifecycleStore,
+    MessageStore,
+    InstanceStore,
+    SessionStore,
+    AccessTokenStore,
+):
     """Repository over one database.
 
     Args:
@@ -113,9 +127,12 @@ __all__ = [
     "IdempotencyKey",
     "Instance",
     "Job",
+    "JobExtras",
+    "JobFilter",
     "Message",
     "Program",
     "ProgramInfo",
+    "RuntimeSession",
     "Store",
     "StoreError",
     "Token",

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from prefect_qiskit_runtime.core.models import FINAL_STATES, PENDING_STATES, JobState
@@ -69,6 +70,7 @@ class JobStore(IdempotencyStore):
         idempotency_key: str | None = None,
         scope: str = "POST /runtime/jobs",
         claim_for: str | None = None,
+        on_insert: Callable[[Connection, str], None] | None = None,
     ) -> tuple[Answer, ClaimedJob | None]:
         """Queue a job and remember the answer with its idempotency key, in one transaction.
 
@@ -93,6 +95,9 @@ class JobStore(IdempotencyStore):
             idempotency_key: The ``Idempotency-Key`` header, or ``None``.
             scope: What the key was used for, kept for diagnostics.
             claim_for: The id of an instance with a free slot for the job.
+            on_insert: Called with the connection and the new job's id right after the job row is
+                written, in the same transaction: rows that must exist exactly when the job does
+                (a modern job's session and tags). An exception it raises creates nothing.
 
         Returns:
             The answer (``201 {"id", "backend"}``; ``replayed`` when it is the answer of an earlier
@@ -135,6 +140,8 @@ class JobStore(IdempotencyStore):
                 if claim:
                     values.update(status=JobState.RUNNING.value, instance_id=claim_for, started=now)
                 conn.execute(JOBS.insert(), values)
+                if on_insert is not None:
+                    on_insert(conn, values["id"])
                 answer = Answer(201, {"id": values["id"], "backend": backend})
                 if key:
                     conn.execute(

@@ -26,6 +26,13 @@ class InvalidArgument(UseCaseError):
     """An input is malformed or breaks a rule (HTTP 400)."""
 
 
+class NotAuthenticated(UseCaseError):
+    """The caller's credentials are missing, unknown or expired (HTTP 401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("UNAUTHORIZED", message)
+
+
 class PermissionDenied(UseCaseError):
     """The caller may not do this (HTTP 403)."""
 
@@ -59,6 +66,17 @@ class JobNotFound(NotFound):
         super().__init__("JOB_NOT_FOUND", f"Job not found: {job_id}")
 
 
+class SessionNotFound(NotFound):
+    """The caller has no session (or batch) with this id.
+
+    Args:
+        session_id: The id asked for.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__("SESSION_NOT_FOUND", f"Session not found: {session_id}")
+
+
 class InvalidState(UseCaseError):
     """The object is in a state that does not allow this (HTTP 409)."""
 
@@ -70,8 +88,10 @@ __all__ = [
     "InvalidArgument",
     "InvalidState",
     "JobNotFound",
+    "NotAuthenticated",
     "NotFound",
     "PermissionDenied",
     "ProgramNotFound",
+    "SessionNotFound",
     "UseCaseError",
 ]

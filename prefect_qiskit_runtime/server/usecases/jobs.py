@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from prefect_qiskit_runtime.core.models import JobState
 from prefect_qiskit_runtime.server.auth import store_read
@@ -29,13 +30,23 @@ from prefect_qiskit_runtime.server.usecases.validation import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from prefect_qiskit_runtime.server.runtime import Runtime
 
 #: How often waiters re-read the store in case the event came from another service instance.
 RECHECK_SECONDS = 2.0
 
 
-def run_job(runtime: Runtime, user: User, body: JobCreate, idempotency_key: str | None) -> Answer:
+def run_job(
+    runtime: Runtime,
+    user: User,
+    body: JobCreate,
+    idempotency_key: str | None,
+    *,
+    params: dict[str, Any] | None = None,
+    on_insert: Callable[[Connection, str], None] | None = None,
+) -> Answer:
     """Check a submission and create its job, once per idempotency key.
 
     With a slot free, the job is created already claimed and handed straight to the executor: no
@@ -46,6 +57,9 @@ def run_job(runtime: Runtime, user: User, body: JobCreate, idempotency_key: str 
         user: The caller.
         body: The submission.
         idempotency_key: The ``Idempotency-Key`` header, or ``None``.
+        params: The inputs, already normalised (the modern API builds them); ``None`` takes
+            ``body.params``.
+        on_insert: Called inside the job's creation transaction (see ``Store.create_job``).
 
     Returns:
         201 ``{"id", "backend"}``, or the answer first given for the same key.
@@ -68,7 +82,8 @@ def run_job(runtime: Runtime, user: User, body: JobCreate, idempotency_key: str 
     log_level = check_log_level(body.log_level)
     spec = program.spec_dict
     check_backend(body.backend, spec)
-    params = normalise_params(body.params)
+    if params is None:
+        params = normalise_params(body.params)
     validate_inputs(params, spec)
     scheduler = runtime.scheduler
     reserved = scheduler is not None and scheduler.reserve_slot()
@@ -87,6 +102,7 @@ def run_job(runtime: Runtime, user: User, body: JobCreate, idempotency_key: str 
             cost=body.max_execution_time,
             idempotency_key=key,
             claim_for=scheduler.instance_id if scheduler is not None and reserved else None,
+            on_insert=on_insert,
         )
     finally:
         # A reserved slot is always given back or filled, even when the creation failed.

@@ -17,9 +17,8 @@ import json
 import logging
 import os
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -27,9 +26,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
 from qiskit import IBMQ  # noqa: E402  (the filters above must come first)
+from script_checks import RESULTS, check, raised  # noqa: E402, F401  (tests/client_scripts)
 
 ARGS: dict[str, Any] = json.loads(os.environ.get("COMPAT_ARGS", "{}"))
-RESULTS: dict[str, Any] = {}
 
 
 class _ListHandler(logging.Handler):
@@ -58,32 +57,6 @@ def log_lines(min_level: int = logging.WARNING, contains: str = "") -> list[str]
             if contains in text:
                 out.append(text)
     return out
-
-
-@contextlib.contextmanager
-def check(name: str) -> Iterator[dict[str, Any]]:
-    """Record one check: the body fills the yielded dict; an exception is stored, not raised."""
-    entry: dict[str, Any] = {}
-    RESULTS[name] = entry
-    try:
-        yield entry
-    except Exception as exc:
-        entry["error"] = f"{type(exc).__name__}: {exc}"
-        entry["traceback"] = traceback.format_exc()
-
-
-def raised(func: Callable[[], Any]) -> dict[str, Any]:
-    """Call ``func`` and describe what it raised (``{"type": None}`` when it returned)."""
-    try:
-        value = func()
-    except Exception as exc:
-        return {
-            "type": type(exc).__name__,
-            "mro": [cls.__name__ for cls in type(exc).__mro__],
-            "message": str(exc),
-            "status_code": getattr(exc, "status_code", None),
-        }
-    return {"type": None, "returned": repr(value)[:500]}
 
 
 def connect(token: str):
