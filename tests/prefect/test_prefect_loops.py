@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -13,6 +16,8 @@ import pytest
 import scipy.optimize
 from prefect import flow, get_client
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
 )
@@ -125,7 +130,57 @@ def test_convergence_and_progress_artifacts(tmp_path: Any) -> None:
     markdown = by_type["markdown"][0].data
     assert "## Convergence of `bowl-artifacts`" in markdown
     assert "| k | value | best so far |" in markdown and "```text" in markdown
+    assert png_size(markdown) == (640, 360)
     assert [a.data for a in by_type["progress"]] == [100.0]  # one, updated, not one per iteration
+
+
+def png_size(markdown: str) -> tuple[int, int]:
+    """The pixel size of the one PNG embedded in ``markdown`` as a data URI."""
+    from PIL import Image
+
+    found = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert len(found) == 1, markdown[:300]
+    with Image.open(io.BytesIO(base64.b64decode(found[0]))) as image:
+        return image.size
+
+
+def _convergence_artifacts(key: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+def test_the_convergence_chart_is_redrawn_in_place_while_the_loop_runs(tmp_path: Any) -> None:
+    seen: list[str] = []
+
+    def watched(x: np.ndarray) -> float:
+        # Runs in the iteration's task run: what the UI would show at that moment.
+        if len(seen) < 3:
+            seen.extend(a.data for a in _convergence_artifacts("watched-convergence"))
+        return bowl(x)
+
+    @flow
+    def live() -> Any:
+        return minimize(
+            watched,
+            [0.0, 0.0],
+            options={"maxiter": 12, "rhobeg": 0.5},
+            name="watched",
+            checkpoints=LocalCheckpointStore(tmp_path),
+            plot_interval=0.0,
+        )
+
+    live()
+    # Before the first evaluation there is nothing; after it, one artifact, redrawn each time.
+    assert [re.findall(r"evaluations so far: (\d+),", text) for text in seen] == [
+        ["1"],
+        ["2"],
+        ["3"],
+    ]
+    assert "(running)" in seen[-1] and png_size(seen[-1]) == (640, 360)
+    (final,) = _convergence_artifacts("watched-convergence")  # updated in place: one version
+    assert "(running)" not in final.data and "| k | value |" in final.data
 
 
 def test_a_diverging_replay_continues_live(tmp_path: Any) -> None:
