@@ -309,7 +309,7 @@ def earlier_attempt_made(kind: str, marker: str) -> bool:
     is ``False`` (a duplicate is better than a missing artifact).
 
     Args:
-        kind: The artifact type (``"link"``, ``"table"``).
+        kind: The artifact type as the API stores it (``"table"``; a link is ``"markdown"``).
         marker: Text the artifact's description contains (a job id).
     """
     ctx = TaskRunContext.get()

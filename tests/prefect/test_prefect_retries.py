@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import flow, get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterTaskRunId
 
 from prefect_qiskit_runtime.client.transport import Transport
 from prefect_qiskit_runtime.core.exceptions import RuntimeServiceUnavailable
 from prefect_qiskit_runtime.prefect.tasks import run_and_await, run_program, upload_program
+from prefect_qiskit_runtime.prefect.tasks._observe import _JobObserver
 
 SELF_KILLING_PROGRAM = """
 import os
@@ -80,6 +82,38 @@ def test_retry_after_lost_answer_makes_no_second_job(
     assert len(lose_job_answer.keys) == 2 and lose_job_answer.keys[0] == lose_job_answer.keys[1]
     assert str(task_run_id) in str(lose_job_answer.keys[0])  # the key derives from the task run
     assert len(runtime.jobs(limit=None, program_id="hello-world")) == before + 1
+
+
+def test_a_retry_after_the_job_ended_adds_no_second_link_or_metrics_row(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, task_run_in_api: Any
+) -> None:
+    """The first attempt links the job and records its metrics, then fails retryably."""
+    real_finish = _JobObserver.finish
+    failures = [RuntimeServiceUnavailable("lost after the job ended (injected)", retryable=True)]
+
+    def finish_then_fail(observer: _JobObserver, metrics: dict[str, Any]) -> None:
+        real_finish(observer, metrics)
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(_JobObserver, "finish", finish_then_fail)
+
+    @flow
+    def submit() -> tuple[Any, Any]:
+        state = run_and_await.with_options(retries=1, retry_delay_seconds=0)(
+            backend, "hello-world", {"iterations": 1}, return_state=True
+        )
+        return state.result(), state.state_details.task_run_id
+
+    result, task_run_id = submit()
+    assert result == "All done!"
+    assert task_run_in_api(task_run_id).run_count == 2
+    only_ours = ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[task_run_id]))
+    with get_client(sync_client=True) as client:
+        kinds = sorted(a.type for a in client.read_artifacts(artifact_filter=only_ours))
+    # The retry waited for the same job: still one link (a markdown artifact to Prefect) and one
+    # metrics row; the progress artifact is per attempt.
+    assert kinds == ["markdown", "progress", "progress", "table"]
 
 
 def test_run_program_retry_returns_the_same_job(
