@@ -101,6 +101,7 @@ def bar_chart_png(
     xlabel: str,
     ylabel: str,
     highlight: Sequence[bool] | None = None,
+    highlight_label: str | None = None,
     annotations: Sequence[str] | None = None,
 ) -> bytes:
     """A vertical bar chart, with some bars highlighted and a short note above each.
@@ -112,6 +113,7 @@ def bar_chart_png(
         xlabel: What the labels are.
         ylabel: What the heights are.
         highlight: Bars drawn in the accent colour (the optimal ones); default none.
+        highlight_label: Legend entry of the highlighted bars; default no legend.
         annotations: Text above each bar (its cut value); default none.
 
     Returns:
@@ -130,6 +132,10 @@ def bar_chart_png(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
+    if highlight_label and any(marked):
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=_ORANGE, label=highlight_label)], loc="upper right")
     if len(labels) > 8:
         fig.subplots_adjust(bottom=0.25)  # rotated labels need more room
     return _png(fig)

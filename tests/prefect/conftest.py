@@ -6,6 +6,9 @@ the runtime service is the real one from there too.
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -101,3 +104,20 @@ def final_task_run(task_run_id: Any, timeout: float = 60.0) -> Any:
 def task_run_in_api() -> Callable[..., Any]:
     """The :func:`final_task_run` helper as a fixture."""
     return final_task_run
+
+
+def embedded_png_sizes(markdown: str) -> list[tuple[int, int]]:
+    """The pixel sizes of the PNGs embedded in ``markdown`` as ``data:`` URI images."""
+    from PIL import Image
+
+    sizes = []
+    for data in re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            sizes.append(image.size)
+    return sizes
+
+
+@pytest.fixture(scope="session")
+def png_sizes() -> Callable[[str], list[tuple[int, int]]]:
+    """The :func:`embedded_png_sizes` helper as a fixture."""
+    return embedded_png_sizes

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 from typing import Any
@@ -106,7 +104,7 @@ def test_flow_retry_resumes_with_the_default_key() -> None:
     assert result.loop_key  # derived from the flow run, the same on its retry
 
 
-def test_convergence_and_progress_artifacts(tmp_path: Any) -> None:
+def test_convergence_and_progress_artifacts(tmp_path: Any, png_sizes: Any) -> None:
     @flow
     def with_artifacts() -> Any:
         minimize(
@@ -130,18 +128,8 @@ def test_convergence_and_progress_artifacts(tmp_path: Any) -> None:
     markdown = by_type["markdown"][0].data
     assert "## Convergence of `bowl-artifacts`" in markdown
     assert "| k | value | best so far |" in markdown and "```text" in markdown
-    assert png_size(markdown) == (640, 360)
+    assert png_sizes(markdown) == [(640, 360)]
     assert [a.data for a in by_type["progress"]] == [100.0]  # one, updated, not one per iteration
-
-
-def png_size(markdown: str) -> tuple[int, int]:
-    """The pixel size of the one PNG embedded in ``markdown`` as a data URI."""
-    from PIL import Image
-
-    found = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
-    assert len(found) == 1, markdown[:300]
-    with Image.open(io.BytesIO(base64.b64decode(found[0]))) as image:
-        return image.size
 
 
 def _convergence_artifacts(key: str) -> list[Any]:
@@ -151,7 +139,9 @@ def _convergence_artifacts(key: str) -> list[Any]:
         )
 
 
-def test_the_convergence_chart_is_redrawn_in_place_while_the_loop_runs(tmp_path: Any) -> None:
+def test_the_convergence_chart_is_redrawn_in_place_while_the_loop_runs(
+    tmp_path: Any, png_sizes: Any
+) -> None:
     seen: list[str] = []
 
     def watched(x: np.ndarray) -> float:
@@ -178,7 +168,7 @@ def test_the_convergence_chart_is_redrawn_in_place_while_the_loop_runs(tmp_path:
         ["2"],
         ["3"],
     ]
-    assert "(running)" in seen[-1] and png_size(seen[-1]) == (640, 360)
+    assert "(running)" in seen[-1] and png_sizes(seen[-1]) == [(640, 360)]
     (final,) = _convergence_artifacts("watched-convergence")  # updated in place: one version
     assert "(running)" not in final.data and "| k | value |" in final.data
 

@@ -90,7 +90,7 @@ class EstimatorCost:
         return {"pubs": [pub]}
 
     def __call__(self, params: np.ndarray) -> float:
-        from prefect_qiskit_runtime.prefect.tasks._observe import link_job, publish_metrics
+        from prefect_qiskit_runtime.prefect.tasks._observe import link_job, record_finished_job
         from prefect_qiskit_runtime.prefect.tasks.submission import submit_job
         from prefect_qiskit_runtime.prefect.tasks.waiting import _cancel_quietly
 
@@ -115,7 +115,7 @@ class EstimatorCost:
                 _cancel_quietly(job, type(exc).__name__)
             raise
         if self.artifacts:
-            publish_metrics(job, job.metrics(), service_url=service.url, interim_results=0)
+            record_finished_job(job, service.url)
         return expectation_value(result)
 
 

@@ -107,6 +107,20 @@ def publish_metrics(
     )
 
 
+def record_finished_job(job: RuntimeJob, service_url: str) -> None:
+    """:func:`publish_metrics` for a job whose result is already in hand; never raises.
+
+    Reading the metrics is one more request; if it fails, the row is skipped rather than the
+    result lost.
+    """
+    try:
+        metrics = job.metrics()
+    except Exception:
+        pu.run_logger().debug("No metrics row for job %s", job.job_id(), exc_info=True)
+        return
+    publish_metrics(job, metrics, service_url=service_url, interim_results=0)
+
+
 def _expected_iterations(inputs: Mapping[str, Any]) -> int | None:
     for name in _ITERATION_INPUTS:
         value = inputs.get(name)
