@@ -57,11 +57,11 @@ class _ConvergenceChart:
             [
                 f"## Convergence of `{self.name}` (running)",
                 "",
+                plots.markdown_image(png, f"Convergence of {self.name}"),
+                "",
                 f"- evaluations so far: {len(self.history)}, best value: **{best:.10f}**, "
                 f"last value: {self.history[-1]['value']:.10f}",
                 f"- optimizer: {self.method}; this chart is redrawn while the loop runs",
-                "",
-                plots.markdown_image(png, f"Convergence of {self.name}"),
             ]
         )
         self._publish(markdown, f"Hybrid loop `{self.name}` running: {best:.8f} so far.")
@@ -219,7 +219,7 @@ def render_convergence_markdown(
     max_rows: int = 200,
     chart: bytes | None = None,
 ) -> str:
-    """Render a loop's convergence as markdown: summary, charts and history table.
+    """Render a loop's convergence as markdown: chart, summary, plain-text chart, history table.
 
     Args:
         result: The loop result.
@@ -227,7 +227,7 @@ def render_convergence_markdown(
         method: The optimizer.
         max_rows: Longest table; a longer history keeps its first and last rows.
         chart: A PNG chart (:func:`~prefect_qiskit_runtime.prefect.plots.convergence_png`) to
-            embed above the plain-text one.
+            embed first, where the UI shows it without scrolling.
 
     Returns:
         Markdown text.
@@ -236,6 +236,7 @@ def render_convergence_markdown(
     lines = [
         f"## Convergence of `{name}`",
         "",
+        *([plots.markdown_image(chart, f"Convergence of {name}"), ""] if chart else []),
         f"- best value: **{result.fun:.10f}**",
         f"- evaluations: {result.nfev} ({result.evaluated} run, {result.replayed} replayed from "
         f"the checkpoint)",
@@ -243,7 +244,6 @@ def render_convergence_markdown(
         f"- best parameters: `{[round(float(v), 6) for v in result.x]}`",
         f"- checkpoint key: `{result.loop_key}`",
         "",
-        *([plots.markdown_image(chart, f"Convergence of {name}"), ""] if chart else []),
         "```text",
         ascii_chart([r["value"] for r in hist]),
         "```",
