@@ -103,11 +103,13 @@ class Throttle:
 
     Args:
         interval: Minimum seconds between two actions.
+        wait_first: Let the first action through only ``interval`` seconds after construction,
+            rather than at once.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, *, wait_first: bool = False) -> None:
         self.interval = interval
-        self._last = float("-inf")
+        self._last = time.monotonic() if wait_first else float("-inf")
         self._lock = threading.Lock()
 
     def ready(self) -> bool:

@@ -103,8 +103,9 @@ def minimize(
             resumes; give an explicit key to resume across flow runs (a restarted deployment run).
         checkpoints: Where records go; default :class:`LocalCheckpointStore`.
         progress_interval: Seconds between two progress updates (artifact and event).
-        plot_interval: Seconds between two redraws of the convergence chart while the loop runs
-            (each costs about 50 ms of drawing and one API call); it is drawn once more at the end.
+        plot_interval: Seconds between two redraws of the convergence chart while the loop runs,
+            the first one included (each costs about 50 ms of drawing and one API call); it is
+            drawn once more at the end.
         artifact_key: Key of the convergence artifact; default derived from ``name``.
         iteration_options: ``with_options`` for the iteration task (``retries``,
             ``timeout_seconds``).

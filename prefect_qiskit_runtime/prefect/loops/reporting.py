@@ -1,10 +1,10 @@
 """What a loop shows in Prefect: throttled progress and events, and a live convergence chart.
 
 The convergence artifact is one markdown artifact per loop with a PNG chart embedded as a data URI
-(:mod:`prefect_qiskit_runtime.prefect.plots`). It is made at the first evaluation and then redrawn
-in place, at most once per ``plot_interval`` seconds, so the UI shows the loop as it runs; at the
-end it becomes the full report: summary, chart, a plain-text chart for readers without images, and
-the history table.
+(:mod:`prefect_qiskit_runtime.prefect.plots`). It is made ``plot_interval`` seconds into the loop
+and then redrawn in place, at most once per ``plot_interval`` seconds, so the UI shows the loop as
+it runs; at the end it becomes the full report: chart, summary, a plain-text chart for readers
+without images, and the history table.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ class _ConvergenceChart:
         self.redraws = 0
         self.render_seconds = 0.0
         self.api_seconds = 0.0
-        self._throttle = pu.Throttle(interval)
+        # The first redraw waits one interval too: a loop shorter than that pays for one chart,
+        # the final one.
+        self._throttle = pu.Throttle(interval, wait_first=True)
         self._id: UUID | None = None
         self._enabled = pu.in_run()
 
