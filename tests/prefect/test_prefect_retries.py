@@ -7,6 +7,9 @@ lost through every transport retry. Prefect retries the task; the service must s
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,14 +25,47 @@ from prefect_qiskit_runtime.prefect.tasks._observe import _JobObserver
 SELF_KILLING_PROGRAM = """
 import os
 import signal
+import socket
 
 
-def main(backend, user_messenger, marker):
-    if not os.path.exists(marker):
-        open(marker, "w").close()
+def main(backend, user_messenger, oracle_port):
+    with socket.create_connection(("127.0.0.1", oracle_port), timeout=30) as sock:
+        verdict = sock.recv(16)
+    if verdict == b"die":
         os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost, as if the node died
     return "survived"
 """
+
+
+@contextlib.contextmanager
+def first_caller_dies() -> Iterator[int]:
+    """A local TCP oracle telling the first job that asks to die and every later one to live.
+
+    A job cannot leave a mark on the filesystem for the next one: its sandbox confines it to its
+    own directory. Yields the port.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    stop = threading.Event()
+
+    def answer() -> None:
+        verdicts = iter([b"die"])
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(next(verdicts, b"live"))
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        server.close()
 
 
 class LoseAnswers:
@@ -158,24 +194,24 @@ def test_upload_retry_makes_one_program(
 
 
 def test_lost_worker_is_replaced_exactly_once(
-    backend: Any, runtime: Any, tmp_path: Any, task_run_in_api: Any
+    backend: Any, runtime: Any, task_run_in_api: Any
 ) -> None:
     """A job whose worker died is retryable: the retry submits one replacement, not more."""
     program_id = runtime.upload_program(
         SELF_KILLING_PROGRAM,
         {"name": "prefect-self-killing", "description": "dies once", "max_execution_time": 60},
     )
-    marker = str(tmp_path / "first-attempt-died")
     try:
 
         @flow
-        def survive() -> tuple[Any, Any]:
+        def survive(port: int) -> tuple[Any, Any]:
             state = run_and_await.with_options(retries=3, retry_delay_seconds=0)(
-                backend, program_id, {"marker": marker}, return_state=True
+                backend, program_id, {"oracle_port": port}, return_state=True
             )
             return state.result(), state.state_details.task_run_id
 
-        result, task_run_id = survive()
+        with first_caller_dies() as port:
+            result, task_run_id = survive(port)
         assert result == "survived"
         assert task_run_in_api(task_run_id).run_count == 2
         jobs = runtime.jobs(limit=None, program_id=program_id)
