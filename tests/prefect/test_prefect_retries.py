@@ -100,19 +100,25 @@ def lose_job_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseAnswers]:
     yield fault
 
 
+def hello_with_retries(backend: Any, retries: int) -> tuple[Any, Any]:
+    """``hello-world`` through ``run_and_await`` allowed ``retries``: its result and task run id."""
+
+    @flow
+    def submit() -> tuple[Any, Any]:
+        state = run_and_await.with_options(retries=retries, retry_delay_seconds=0)(
+            backend, "hello-world", {"iterations": 1}, return_state=True
+        )
+        return state.result(), state.state_details.task_run_id
+
+    return submit()
+
+
 def test_retry_after_lost_answer_makes_no_second_job(
     backend: Any, runtime: Any, lose_job_answer: LoseAnswers, task_run_in_api: Any
 ) -> None:
     before = len(runtime.jobs(limit=None, program_id="hello-world"))
 
-    @flow
-    def submit() -> tuple[Any, Any]:
-        state = run_and_await.with_options(retries=2, retry_delay_seconds=0)(
-            backend, "hello-world", {"iterations": 1}, return_state=True
-        )
-        return state.result(), state.state_details.task_run_id
-
-    result, task_run_id = submit()
+    result, task_run_id = hello_with_retries(backend, 2)
     assert result == "All done!"
     assert task_run_in_api(task_run_id).run_count == 2  # the lost answer: one Prefect retry
     assert len(lose_job_answer.keys) == 2 and lose_job_answer.keys[0] == lose_job_answer.keys[1]
@@ -134,14 +140,7 @@ def test_a_retry_after_the_job_ended_adds_no_second_link_or_metrics_row(
 
     monkeypatch.setattr(_JobObserver, "finish", finish_then_fail)
 
-    @flow
-    def submit() -> tuple[Any, Any]:
-        state = run_and_await.with_options(retries=1, retry_delay_seconds=0)(
-            backend, "hello-world", {"iterations": 1}, return_state=True
-        )
-        return state.result(), state.state_details.task_run_id
-
-    result, task_run_id = submit()
+    result, task_run_id = hello_with_retries(backend, 1)
     assert result == "All done!"
     assert task_run_in_api(task_run_id).run_count == 2
     only_ours = ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[task_run_id]))
