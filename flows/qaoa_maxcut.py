@@ -4,7 +4,8 @@ Run it with ``python flows/qaoa_maxcut.py``. The ``qaoa`` program optimises the 
 the simulator and streams ``{"iteration", "energy", "parameters"}`` after every step; the task logs
 each one and keeps a progress artifact. At the optimum the program samples the circuit and returns
 the best cut it saw, which the flow compares with the exact maximum cut found by enumerating every
-partition.
+partition. The flow's ``qaoa-maxcut`` artifact shows the sampled distribution (a bar chart of the
+most frequent bitstrings, each with its cut value) and the energy of every optimizer step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from prefect_qiskit_runtime import QiskitRuntimeBackend
+from prefect_qiskit_runtime.prefect import plots
 from prefect_qiskit_runtime.prefect.tasks import run_and_await
 
 #: A 5-node graph: a square with one diagonal and a pendant node; its maximum cut is 5.
@@ -38,6 +40,83 @@ def cut_value(assignment: list[int], edges: list[list[float]]) -> float:
     """Total weight of the edges whose ends are on different sides."""
     return sum(
         e[2] if len(e) > 2 else 1.0 for e in edges if assignment[int(e[0])] != assignment[int(e[1])]
+    )
+
+
+def sides(bitstring: str) -> list[int]:
+    """The side of each node in a Qiskit bitstring (node 0 is the last bit)."""
+    return [int(b) for b in reversed(bitstring)]
+
+
+def cut_distribution(
+    counts: dict[str, int], edges: list[list[float]], shots: int, top: int = 16
+) -> tuple[list[tuple[str, float, float]], dict[float, float]]:
+    """The ``top`` most frequent samples and the probability of every cut value.
+
+    Args:
+        counts: Samples per bitstring, as the ``qaoa`` program returns them (its 64 most
+            frequent bitstrings, so on a large graph the probabilities add up to less than 1).
+        edges: The graph.
+        shots: Samples drawn in all.
+        top: How many bitstrings to keep.
+
+    Returns:
+        ``[(bitstring, probability, cut value), ...]`` most frequent first, and
+        ``{cut value: probability}`` over the returned samples, highest cut first.
+    """
+    shots = max(shots, sum(counts.values()), 1)
+    rows = sorted(
+        ((b, n / shots, cut_value(sides(b), edges)) for b, n in counts.items()),
+        key=lambda row: -row[1],
+    )
+    by_cut: dict[float, float] = {}
+    for _, p, cut in rows:
+        by_cut[cut] = by_cut.get(cut, 0.0) + p
+    return rows[:top], dict(sorted(by_cut.items(), reverse=True))
+
+
+def report(
+    result: dict[str, Any],
+    graph: list[list[float]],
+    exact: tuple[float, list[int]],
+    *,
+    reps: int,
+    shots: int,
+) -> str:
+    """The markdown of the ``qaoa-maxcut`` artifact: summary, sample and energy charts."""
+    exact_cut, exact_sides = exact
+    frequent, by_cut = cut_distribution(result.get("counts") or {}, graph, shots)
+    samples = plots.bar_chart_png(
+        [b for b, _, _ in frequent],
+        [p for _, p, _ in frequent],
+        title="Most frequent samples at the optimum (cut value above each bar)",
+        xlabel="bitstring (node 0 last)",
+        ylabel="probability",
+        highlight=[cut == exact_cut for _, _, cut in frequent],
+        highlight_label=f"maximum cut ({exact_cut:g})",
+        annotations=[f"{cut:g}" for _, _, cut in frequent],
+    )
+    energy = plots.convergence_png(
+        result.get("history") or [], title="QAOA energy per optimizer step", ylabel="energy"
+    )
+    ratio = result["cut_value"] / exact_cut
+    return "\n".join(
+        [
+            "## MaxCut with QAOA",
+            "",
+            f"- edges: {len(graph)}, QAOA layers: {reps}, optimizer steps: {result['iterations']}",
+            f"- QAOA cut: **{result['cut_value']}** with sides `{result['assignment']}`",
+            f"- exact maximum cut: **{exact_cut}** with sides `{exact_sides}`",
+            f"- approximation ratio: **{ratio:.3f}**",
+            "",
+            plots.markdown_image(samples, "Most frequent samples"),
+            "",
+            "| cut value | probability |",
+            "|---:|---:|",
+            *(f"| {cut:g} | {p:.3f} |" for cut, p in by_cut.items()),
+            "",
+            plots.markdown_image(energy, "QAOA energy per optimizer step"),
+        ]
     )
 
 
@@ -86,19 +165,9 @@ def qaoa_maxcut(
     )
     ratio = result["cut_value"] / exact_cut
     create_markdown_artifact(
-        markdown="\n".join(
-            [
-                "## MaxCut with QAOA",
-                "",
-                f"- edges: {len(graph)}, QAOA layers: {reps}, "
-                f"optimizer steps: {result['iterations']}",
-                f"- QAOA cut: **{result['cut_value']}** with sides `{result['assignment']}`",
-                f"- exact maximum cut: **{exact_cut}** with sides `{exact_assignment}`",
-                f"- approximation ratio: **{ratio:.3f}**",
-            ]
-        ),
+        markdown=report(result, graph, (exact_cut, exact_assignment), reps=reps, shots=shots),
         key="qaoa-maxcut",
-        description="QAOA MaxCut against brute force.",
+        description="QAOA MaxCut against brute force, with the sampled cut distribution.",
     )
     return {**result, "exact_cut": exact_cut, "ratio": ratio}
 

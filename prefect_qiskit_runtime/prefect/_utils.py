@@ -103,11 +103,13 @@ class Throttle:
 
     Args:
         interval: Minimum seconds between two actions.
+        wait_first: Let the first action through only ``interval`` seconds after construction,
+            rather than at once.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, *, wait_first: bool = False) -> None:
         self.interval = interval
-        self._last = float("-inf")
+        self._last = time.monotonic() if wait_first else float("-inf")
         self._lock = threading.Lock()
 
     def ready(self) -> bool:
@@ -247,19 +249,39 @@ def update_progress(
     artifact_id: UUID | None, progress: float, description: str | None = None
 ) -> None:
     """Update a progress artifact made by :func:`create_progress` (no-op for ``None``)."""
-    if artifact_id is None:
-        return
-    from prefect.artifacts import update_progress_artifact
+    update_artifact(artifact_id, max(0.0, min(100.0, progress)), description)
 
+
+def update_artifact(artifact_id: UUID | None, data: Any, description: str | None = None) -> bool:
+    """Replace an artifact's data (and description, unless ``None``) in place; never raises.
+
+    The artifact keeps its id and its version under its key, so a chart redrawn while a loop runs
+    stays one artifact in the UI rather than one version per redraw.
+
+    Args:
+        artifact_id: The artifact; ``None`` (none was made) does nothing.
+        data: The new data: markdown text, a progress number...
+        description: The new description; ``None`` keeps the old one.
+
+    Returns:
+        Whether the API took the update.
+    """
+    if artifact_id is None:
+        return False
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    # Fields left out, not set to None: the API would clear a description given as None.
+    fields: dict[str, Any] = {"data": data}
+    if description is not None:
+        fields["description"] = description
     try:
-        update_progress_artifact(  # type: ignore[call-arg]
-            artifact_id=artifact_id,
-            progress=max(0.0, min(100.0, progress)),
-            description=description,
-            _sync=True,
-        )
+        with get_client(sync_client=True) as client:
+            client.update_artifact(artifact_id=artifact_id, artifact=ArtifactUpdate(**fields))
+        return True
     except Exception:
-        _log.debug("Could not update progress artifact %s", artifact_id, exc_info=True)
+        _log.debug("Could not update artifact %s", artifact_id, exc_info=True)
+        return False
 
 
 def create_table(table: list[dict[str, Any]], key: str | None, description: str) -> UUID | None:
@@ -272,6 +294,47 @@ def create_markdown(markdown: str, key: str | None, description: str) -> UUID | 
     return _create_artifact(
         "markdown", logging.WARNING, markdown=markdown, key=key, description=description
     )
+
+
+def create_link(link: str, text: str, description: str) -> UUID | None:
+    """Create a link artifact (no key: it belongs to its run, not to an artifact collection)."""
+    return _create_artifact(
+        "link", logging.WARNING, link=link, link_text=text, key=None, description=description
+    )
+
+
+def earlier_attempt_made(kind: str, marker: str) -> bool:
+    """Whether an earlier attempt of the current task run left a ``kind`` artifact about ``marker``.
+
+    Used to make an artifact once per task run however often it is retried. The API is asked only
+    on a retry, since a first attempt cannot have left anything; if it cannot be asked, the answer
+    is ``False`` (a duplicate is better than a missing artifact).
+
+    Args:
+        kind: The artifact type as the API stores it (``"table"``; a link is ``"markdown"``).
+        marker: Text the artifact's description contains (a job id).
+    """
+    ctx = TaskRunContext.get()
+    if ctx is None or task_run_count() <= 1:
+        return False
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterTaskRunId,
+        ArtifactFilterType,
+    )
+
+    only_ours = ArtifactFilter(
+        task_run_id=ArtifactFilterTaskRunId(any_=[ctx.task_run.id]),
+        type=ArtifactFilterType(any_=[kind]),
+    )
+    try:
+        with get_client(sync_client=True) as client:
+            made = client.read_artifacts(artifact_filter=only_ours)
+    except Exception:
+        _log.debug("Could not read the task run's artifacts", exc_info=True)
+        return False
+    return any(marker in (a.description or "") for a in made)
 
 
 def emit(

@@ -1,18 +1,20 @@
 """Fixtures of the Prefect-layer tests: blocks on the service, the example flows, polling helpers.
 
 Every test here uses the session's Prefect test server (``prefect_server``, tests/conftest.py);
-the runtime service is the real one from there too.
+the runtime service is the real one from there too. Tests that need what that ephemeral server
+lacks (its services, the UI) start a full ``prefect server start`` of their own with
+``prefect_helpers.full_prefect_server``.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect_helpers import embedded_png_sizes, wait_for
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
@@ -64,18 +66,6 @@ def runtime(credentials: Any) -> Any:
     return RuntimeService(url=credentials.url, token=credentials.token.get_secret_value())
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def poll() -> Callable[..., Any]:
     """The :func:`wait_for` helper as a fixture."""
@@ -101,3 +91,9 @@ def final_task_run(task_run_id: Any, timeout: float = 60.0) -> Any:
 def task_run_in_api() -> Callable[..., Any]:
     """The :func:`final_task_run` helper as a fixture."""
     return final_task_run
+
+
+@pytest.fixture(scope="session")
+def png_sizes() -> Callable[[str], list[tuple[int, int]]]:
+    """The :func:`embedded_png_sizes` helper as a fixture."""
+    return embedded_png_sizes

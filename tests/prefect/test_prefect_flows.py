@@ -151,12 +151,26 @@ def test_pipeline_dissociation_curve(flows_on_path: Any, saved_backend: str) -> 
         assert subflows[0].state is not None and subflows[0].state.is_completed()
 
 
-def test_qaoa_maxcut(flows_on_path: Any, saved_backend: str) -> None:
+def test_qaoa_maxcut(flows_on_path: Any, saved_backend: str, png_sizes: Any) -> None:
     import qaoa_maxcut
 
-    out = qaoa_maxcut.qaoa_maxcut(backend_block=saved_backend, maxiter=60)
+    state = qaoa_maxcut.qaoa_maxcut(backend_block=saved_backend, maxiter=60, return_state=True)
+    out = state.result()
     assert out["exact_cut"] == 5.0
     assert out["ratio"] >= 0.8  # QAOA's sampled best cut on this small graph
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qaoa-maxcut"])),
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            ),
+        )
+    # The sampled bitstrings and the energy per step, as two 640x360 charts.
+    assert png_sizes(artifact.data) == [(640, 360), (640, 360)]
+    probabilities = re.findall(r"^\| (\d+) \| ([\d.]+) \|$", artifact.data, re.M)
+    assert probabilities[0][0] == "5" and sum(float(p) for _, p in probabilities) == pytest.approx(
+        1.0, abs=0.01
+    )
 
 
 def test_circuit_runner_with_mitigation(flows_on_path: Any, saved_backend: str) -> None:

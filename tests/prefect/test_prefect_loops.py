@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 import scipy.optimize
 from prefect import flow, get_client
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
 )
@@ -101,7 +104,7 @@ def test_flow_retry_resumes_with_the_default_key() -> None:
     assert result.loop_key  # derived from the flow run, the same on its retry
 
 
-def test_convergence_and_progress_artifacts(tmp_path: Any) -> None:
+def test_convergence_and_progress_artifacts(tmp_path: Any, png_sizes: Any) -> None:
     @flow
     def with_artifacts() -> Any:
         minimize(
@@ -125,7 +128,49 @@ def test_convergence_and_progress_artifacts(tmp_path: Any) -> None:
     markdown = by_type["markdown"][0].data
     assert "## Convergence of `bowl-artifacts`" in markdown
     assert "| k | value | best so far |" in markdown and "```text" in markdown
+    assert png_sizes(markdown) == [(640, 360)]
     assert [a.data for a in by_type["progress"]] == [100.0]  # one, updated, not one per iteration
+
+
+def _convergence_artifacts(key: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+def test_the_convergence_chart_is_redrawn_in_place_while_the_loop_runs(
+    tmp_path: Any, png_sizes: Any
+) -> None:
+    seen: list[str] = []
+
+    def watched(x: np.ndarray) -> float:
+        # Runs in the iteration's task run: what the UI would show at that moment.
+        if len(seen) < 3:
+            seen.extend(a.data for a in _convergence_artifacts("watched-convergence"))
+        return bowl(x)
+
+    @flow
+    def live() -> Any:
+        return minimize(
+            watched,
+            [0.0, 0.0],
+            options={"maxiter": 12, "rhobeg": 0.5},
+            name="watched",
+            checkpoints=LocalCheckpointStore(tmp_path),
+            plot_interval=0.0,
+        )
+
+    live()
+    # Before the first evaluation there is nothing; after it, one artifact, redrawn each time.
+    assert [re.findall(r"evaluations so far: (\d+),", text) for text in seen] == [
+        ["1"],
+        ["2"],
+        ["3"],
+    ]
+    assert "(running)" in seen[-1] and png_sizes(seen[-1]) == [(640, 360)]
+    (final,) = _convergence_artifacts("watched-convergence")  # updated in place: one version
+    assert "(running)" not in final.data and "| k | value |" in final.data
 
 
 def test_a_diverging_replay_continues_live(tmp_path: Any) -> None:

@@ -7,60 +7,65 @@ lost through every transport retry. Prefect retries the task; the service must s
 
 from __future__ import annotations
 
-import socketserver
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import flow, get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterTaskRunId
 
 from prefect_qiskit_runtime.client.transport import Transport
 from prefect_qiskit_runtime.core.exceptions import RuntimeServiceUnavailable
 from prefect_qiskit_runtime.prefect.tasks import run_and_await, run_program, upload_program
+from prefect_qiskit_runtime.prefect.tasks._observe import _JobObserver
 
-# Jobs may not write outside their own directory (the service confines them), so the attempts
-# learn their number from a counter the test serves on 127.0.0.1.
 SELF_KILLING_PROGRAM = """
 import os
 import signal
 import socket
 
 
-def main(backend, user_messenger, counter_port):
-    with socket.create_connection(("127.0.0.1", counter_port), timeout=30) as conn:
-        attempt = int(conn.recv(16))
-    if attempt == 1:
+def main(backend, user_messenger, oracle_port):
+    with socket.create_connection(("127.0.0.1", oracle_port), timeout=30) as sock:
+        verdict = sock.recv(16)
+    if verdict == b"die":
         os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost, as if the node died
     return "survived"
 """
 
 
-class AttemptCounter(socketserver.ThreadingTCPServer):
-    """Answers each connection with its number (1, 2, ...): what a job attempt is."""
+@contextlib.contextmanager
+def first_caller_dies() -> Iterator[int]:
+    """A local TCP oracle telling the first job that asks to die and every later one to live.
 
-    daemon_threads = True
+    A job cannot leave a mark on the filesystem for the next one: its sandbox confines it to its
+    own directory. Yields the port.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    stop = threading.Event()
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _CountHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+    def answer() -> None:
+        verdicts = iter([b"die"])
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(next(verdicts, b"live"))
 
-    @property
-    def port(self) -> int:
-        """The port the counter listens on."""
-        return int(self.server_address[1])
-
-
-class _CountHandler(socketserver.BaseRequestHandler):
-    server: AttemptCounter
-
-    def handle(self) -> None:
-        with self.server.lock:
-            self.server.count += 1
-            number = self.server.count
-        self.request.sendall(str(number).encode())
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        server.close()
 
 
 class LoseAnswers:
@@ -95,24 +100,55 @@ def lose_job_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseAnswers]:
     yield fault
 
 
+def hello_with_retries(backend: Any, retries: int) -> tuple[Any, Any]:
+    """``hello-world`` through ``run_and_await`` allowed ``retries``: its result and task run id."""
+
+    @flow
+    def submit() -> tuple[Any, Any]:
+        state = run_and_await.with_options(retries=retries, retry_delay_seconds=0)(
+            backend, "hello-world", {"iterations": 1}, return_state=True
+        )
+        return state.result(), state.state_details.task_run_id
+
+    return submit()
+
+
 def test_retry_after_lost_answer_makes_no_second_job(
     backend: Any, runtime: Any, lose_job_answer: LoseAnswers, task_run_in_api: Any
 ) -> None:
     before = len(runtime.jobs(limit=None, program_id="hello-world"))
 
-    @flow
-    def submit() -> tuple[Any, Any]:
-        state = run_and_await.with_options(retries=2, retry_delay_seconds=0)(
-            backend, "hello-world", {"iterations": 1}, return_state=True
-        )
-        return state.result(), state.state_details.task_run_id
-
-    result, task_run_id = submit()
+    result, task_run_id = hello_with_retries(backend, 2)
     assert result == "All done!"
     assert task_run_in_api(task_run_id).run_count == 2  # the lost answer: one Prefect retry
     assert len(lose_job_answer.keys) == 2 and lose_job_answer.keys[0] == lose_job_answer.keys[1]
     assert str(task_run_id) in str(lose_job_answer.keys[0])  # the key derives from the task run
     assert len(runtime.jobs(limit=None, program_id="hello-world")) == before + 1
+
+
+def test_a_retry_after_the_job_ended_adds_no_second_link_or_metrics_row(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, task_run_in_api: Any
+) -> None:
+    """The first attempt links the job and records its metrics, then fails retryably."""
+    real_finish = _JobObserver.finish
+    failures = [RuntimeServiceUnavailable("lost after the job ended (injected)", retryable=True)]
+
+    def finish_then_fail(observer: _JobObserver, metrics: dict[str, Any]) -> None:
+        real_finish(observer, metrics)
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(_JobObserver, "finish", finish_then_fail)
+
+    result, task_run_id = hello_with_retries(backend, 1)
+    assert result == "All done!"
+    assert task_run_in_api(task_run_id).run_count == 2
+    only_ours = ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[task_run_id]))
+    with get_client(sync_client=True) as client:
+        kinds = sorted(a.type for a in client.read_artifacts(artifact_filter=only_ours))
+    # The retry waited for the same job: still one link (a markdown artifact to Prefect) and one
+    # metrics row; the progress artifact is per attempt.
+    assert kinds == ["markdown", "progress", "progress", "table"]
 
 
 def test_run_program_retry_returns_the_same_job(
@@ -164,17 +200,17 @@ def test_lost_worker_is_replaced_exactly_once(
         SELF_KILLING_PROGRAM,
         {"name": "prefect-self-killing", "description": "dies once", "max_execution_time": 60},
     )
-    counter = AttemptCounter()
     try:
 
         @flow
-        def survive() -> tuple[Any, Any]:
+        def survive(port: int) -> tuple[Any, Any]:
             state = run_and_await.with_options(retries=3, retry_delay_seconds=0)(
-                backend, program_id, {"counter_port": counter.port}, return_state=True
+                backend, program_id, {"oracle_port": port}, return_state=True
             )
             return state.result(), state.state_details.task_run_id
 
-        result, task_run_id = survive()
+        with first_caller_dies() as port:
+            result, task_run_id = survive(port)
         assert result == "survived"
         assert task_run_in_api(task_run_id).run_count == 2
         jobs = runtime.jobs(limit=None, program_id=program_id)
@@ -182,8 +218,5 @@ def test_lost_worker_is_replaced_exactly_once(
             (j.state.value, j.reason_code.value if j.reason_code else None) for j in jobs
         )
         assert states == [("COMPLETED", None), ("FAILED", "WORKER_LOST")]
-        assert counter.count == 2
     finally:
-        counter.shutdown()
-        counter.server_close()
         runtime.delete_program(program_id)

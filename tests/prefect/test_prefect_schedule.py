@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from prefect import flow, get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.runner import Runner
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_helpers import full_prefect_server
 
 
 @flow(name="schedule-tick")
@@ -35,64 +30,17 @@ def tick() -> int:
     return 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def full_prefect_server(
-    tmp_path_factory: pytest.TempPathFactory, poll: Callable[..., Any]
-) -> Iterator[str]:
+def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``prefect server start`` with every service on, in its own home; yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-full-server")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        # The scheduler looks at recently changed deployments every this many seconds.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("wb")
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"prefect server exited: {(home / 'server.log').read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        return False
-
-    try:
-        poll(healthy, 180, "the Prefect server to answer /health")
+    # The scheduler looks at recently changed deployments every this many seconds.
+    env = {"PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1"}
+    with full_prefect_server(tmp_path_factory.mktemp("prefect-full-server"), env=env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        if os.environ.get("CI_SHOW_PREFECT_LOG"):
-            print(Path(home / "server.log").read_text())
 
 
-async def test_a_served_interval_schedule_creates_runs_that_complete(
-    full_prefect_server: str,
-) -> None:
-    with temporary_settings({PREFECT_API_URL: full_prefect_server}):
+async def test_a_served_interval_schedule_creates_runs_that_complete(full_server: str) -> None:
+    with temporary_settings({PREFECT_API_URL: full_server}):
         deployment = await asyncio.to_thread(tick.to_deployment, "every-2-seconds", interval=2)
         runner = Runner(query_seconds=1, limit=2)
         deployment_id = await runner.aadd_deployment(deployment)

@@ -110,6 +110,11 @@ def test_run_and_await_streams_into_the_run(backend: Any, poll: Any) -> None:
         )
         assert row["queue_seconds"] >= 0 and row["run_seconds"] > 0 and row["interim_results"] == 3
         assert row["created"] <= row["started"] <= row["finished"]
+        url = f"{backend.credentials.url.rstrip('/')}/runtime/jobs/{row['job_id']}"
+        assert row["url"] == url and row["attempt"] == 1
+        links = [a for a in artifacts if a.type == "markdown"]  # Prefect's type for a link
+        assert [a.data for a in links] == [f"[Runtime job {row['job_id']}]({url})"]
+        assert links[0].task_run_id is not None  # on the job's task run, not only the flow run
         progress = [a for a in artifacts if a.type == "progress"]
         assert [a.data for a in progress] == [100.0]
         job_id = row["job_id"]

@@ -3,8 +3,11 @@
 :func:`minimize` runs a SciPy optimizer whose every cost evaluation is one Prefect task run named
 ``iteration-{k}``. After each evaluation the parameters and the value are appended to a checkpoint,
 so a retried or restarted flow run resumes where the last one stopped. Progress (a progress artifact
-and a ``prefect-qiskit-runtime.loop.progress`` event) is throttled to about once a second, and the
-loop leaves one convergence artifact at the end: a markdown chart plus the history table.
+and a ``prefect-qiskit-runtime.loop.progress`` event) is throttled to about once a second. The
+convergence artifact (one markdown artifact per loop, keyed ``<name>-convergence``) holds a PNG
+chart of the value of every evaluation and the best so far; it appears ``plot_interval`` seconds (5
+by default) into the loop, is redrawn in place at most that often, and ends as the full report:
+chart, summary, a plain-text chart and the history table.
 
 How resuming works: SciPy optimizers cannot be paused, but the deterministic ones (COBYLA,
 Nelder-Mead, Powell, BFGS, L-BFGS-B, SLSQP...) ask for the same points when fed the same values. On

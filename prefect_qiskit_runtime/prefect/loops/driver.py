@@ -18,7 +18,7 @@ from prefect_qiskit_runtime.prefect.loops.checkpoints import (
     _LoopCheckpoint,
 )
 from prefect_qiskit_runtime.prefect.loops.evaluation import _Objective
-from prefect_qiskit_runtime.prefect.loops.reporting import _LoopProgress, publish_convergence
+from prefect_qiskit_runtime.prefect.loops.reporting import _LoopProgress
 
 
 @dataclass
@@ -80,6 +80,7 @@ def minimize(
     loop_key: str | None = None,
     checkpoints: CheckpointStore | None = None,
     progress_interval: float = 1.0,
+    plot_interval: float = 5.0,
     artifact_key: str | None = None,
     iteration_options: Mapping[str, Any] | None = None,
     stop_after: int | None = None,
@@ -102,6 +103,9 @@ def minimize(
             resumes; give an explicit key to resume across flow runs (a restarted deployment run).
         checkpoints: Where records go; default :class:`LocalCheckpointStore`.
         progress_interval: Seconds between two progress updates (artifact and event).
+        plot_interval: Seconds between two redraws of the convergence chart while the loop runs,
+            the first one included (each costs about 50 ms of drawing and one API call); it is
+            drawn once more at the end.
         artifact_key: Key of the convergence artifact; default derived from ``name``.
         iteration_options: ``with_options`` for the iteration task (``retries``,
             ``timeout_seconds``).
@@ -140,7 +144,9 @@ def minimize(
         key,
         budget=_budget(method, opts),
         interval=progress_interval,
-        done=len(checkpoint.history),
+        history=checkpoint.history,
+        artifact_key=artifact_key or f"{name}-convergence",
+        plot_interval=plot_interval,
     )
     objective = _Objective(
         cost,
@@ -155,15 +161,7 @@ def minimize(
             objective, x_start, method=method, options=opts, bounds=bounds, tol=tol
         )
     result = _best_result(opt, objective)
-    _conclude(
-        result,
-        checkpoint,
-        progress,
-        started=started,
-        name=name,
-        method=method,
-        artifact_key=artifact_key,
-    )
+    _conclude(result, checkpoint, progress, started=started)
     return result
 
 
@@ -226,15 +224,11 @@ def _conclude(
     progress: _LoopProgress,
     *,
     started: float,
-    name: str,
-    method: str,
-    artifact_key: str | None,
 ) -> None:
-    """Store the final record, then show the end: progress, event, convergence artifact, log."""
+    """Store the final record, then show the end: progress, convergence artifact, event, log."""
     checkpoint.finish(_done_record(result))
     elapsed = time.monotonic() - started
     progress.finish(result, elapsed)
-    publish_convergence(result, name=name, method=method, artifact_key=artifact_key)
     pu.run_logger().info(
         "Loop %s finished: %.10f after %d evaluations (%d evaluated, %d replayed) in %.2fs",
         result.loop_key,

@@ -1,8 +1,11 @@
 """Observing one job in Prefect: interim results to the log, throttled progress and events, metrics.
 
 Every job a task touches is a Prefect event resource (``prefect-qiskit-runtime.job.<id>``, related
-to its program); a job a task waits for also gets a progress artifact and, at its end, one row in
-the table artifact keyed :data:`JOB_METRICS_ARTIFACT_KEY`.
+to its program). The task run that submits or awaits a job carries a link artifact to the job's
+REST resource on its service (:func:`link_job`); a job a task waits for also gets a progress
+artifact and, at its end, one row in the table artifact keyed :data:`JOB_METRICS_ARTIFACT_KEY`.
+The link and the table are made once per job and task run, whatever the retries, and are best
+effort: a failed artifact call is logged, never raised.
 """
 
 from __future__ import annotations
@@ -51,6 +54,73 @@ def _emit_job(job: RuntimeJob, name: str, payload: dict[str, Any] | None = None)
     )
 
 
+def job_url(service_url: str, job_id: str) -> str:
+    """The REST URL of a job on its service: ``<service root>/runtime/jobs/<job id>``."""
+    return f"{service_url.rstrip('/')}/runtime/jobs/{job_id}"
+
+
+def _about(job: RuntimeJob) -> str:
+    # The job id in backticks: earlier_attempt_made finds an artifact about this job by it.
+    return f"Runtime job `{job.job_id()}`: program `{job.program_id}` on `{job.backend()}`"
+
+
+def link_job(job: RuntimeJob, service_url: str) -> None:
+    """Leave a link artifact to ``job`` on the current run, once per task run (not per attempt).
+
+    Args:
+        job: The job.
+        service_url: The root URL of the job's service.
+    """
+    # Prefect stores a link artifact as markdown ("[text](link)"): that is the type to look for.
+    if not pu.in_run() or pu.earlier_attempt_made("markdown", f"`{job.job_id()}`"):
+        return
+    pu.create_link(
+        job_url(service_url, job.job_id()),
+        f"Runtime job {job.job_id()}",
+        f"{_about(job)} (its REST resource; the service asks for the user's token).",
+    )
+
+
+def publish_metrics(
+    job: RuntimeJob, metrics: Mapping[str, Any], *, service_url: str | None, interim_results: int
+) -> None:
+    """Add the job's row to the :data:`JOB_METRICS_ARTIFACT_KEY` table, once per task run.
+
+    Args:
+        job: The finished job.
+        metrics: ``job.metrics()``.
+        service_url: The root URL of the job's service, for the row's ``url``; ``None`` leaves it
+            out.
+        interim_results: How many interim results the task saw.
+    """
+    if not pu.in_run() or pu.earlier_attempt_made("table", f"`{job.job_id()}`"):
+        return
+    row = {k: _plain(v) for k, v in metrics.items()}
+    row["interim_results"] = interim_results
+    row["attempt"] = pu.task_run_count()
+    if service_url:
+        row["url"] = job_url(service_url, job.job_id())
+    pu.create_table(
+        [row],
+        key=JOB_METRICS_ARTIFACT_KEY,
+        description=f"{_about(job)}, {metrics.get('status') or ''}.",
+    )
+
+
+def record_finished_job(job: RuntimeJob, service_url: str) -> None:
+    """:func:`publish_metrics` for a job whose result is already in hand; never raises.
+
+    Reading the metrics is one more request; if it fails, the row is skipped rather than the
+    result lost.
+    """
+    try:
+        metrics = job.metrics()
+    except Exception:
+        pu.run_logger().debug("No metrics row for job %s", job.job_id(), exc_info=True)
+        return
+    publish_metrics(job, metrics, service_url=service_url, interim_results=0)
+
+
 def _expected_iterations(inputs: Mapping[str, Any]) -> int | None:
     for name in _ITERATION_INPUTS:
         value = inputs.get(name)
@@ -87,9 +157,11 @@ class _JobObserver:
         *,
         artifacts: bool,
         expected_iterations: int | None,
+        service_url: str | None = None,
         interval: float = 1.0,
     ) -> None:
         self.job = job
+        self.service_url = service_url
         self.artifacts = artifacts and pu.in_run()
         self.expected = expected_iterations
         self.logger = pu.run_logger()
@@ -136,13 +208,6 @@ class _JobObserver:
         }.get(status, "failed")
         _emit_job(self.job, name, {k: _plain(v) for k, v in metrics.items()})
         if self.artifacts:
-            row = {k: _plain(v) for k, v in metrics.items()}
-            row["interim_results"] = self.count
-            pu.create_table(
-                [row],
-                key=JOB_METRICS_ARTIFACT_KEY,
-                description=(
-                    f"Runtime job `{self.job.job_id()}`: program `{self.job.program_id}` on "
-                    f"`{self.job.backend()}`, {status}."
-                ),
+            publish_metrics(
+                self.job, metrics, service_url=self.service_url, interim_results=self.count
             )

@@ -13,7 +13,7 @@ from prefect_qiskit_runtime.core.exceptions import QiskitRuntimeError
 from prefect_qiskit_runtime.prefect import _utils as pu
 from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend
 from prefect_qiskit_runtime.prefect.tasks._common import _COMMON, _service
-from prefect_qiskit_runtime.prefect.tasks._observe import _emit_job
+from prefect_qiskit_runtime.prefect.tasks._observe import _emit_job, link_job
 from prefect_qiskit_runtime.prefect.tasks.waiting import _await, _in_thread_cancelling
 
 if TYPE_CHECKING:
@@ -76,11 +76,13 @@ def _submit(
     options: Mapping[str, Any] | None,
     *,
     resubmit_failed: bool,
+    artifacts: bool = True,
 ) -> RuntimeJob:
-    """Submit once per task run (see :func:`submit_job`) and announce the job."""
+    """Submit once per task run (see :func:`submit_job`) and announce the job (log, event, link)."""
     run_options = backend.run_options(dict(options or {}))
+    service = _service(backend)
     job = submit_job(
-        _service(backend),
+        service,
         program_id,
         run_options,
         backend.merge_inputs(dict(inputs or {})),
@@ -91,6 +93,8 @@ def _submit(
         "Runtime job %s: program %s on %s", job.job_id(), program_id, run_options["backend_name"]
     )
     _emit_job(job, "submitted", {"program_id": program_id, "backend": job.backend()})
+    if artifacts:
+        link_job(job, service.url)
     return job
 
 
@@ -120,7 +124,9 @@ def _run_and_await(
     submitted: list[str] | None = None,
 ) -> Any:
     try:
-        job = _submit(backend, program_id, inputs, options, resubmit_failed=True)
+        job = _submit(
+            backend, program_id, inputs, options, resubmit_failed=True, artifacts=artifacts
+        )
         if submitted is not None:
             submitted.append(job.job_id())  # the async twin cancels it if it is itself cancelled
         return _await(
@@ -130,6 +136,7 @@ def _run_and_await(
             decoder=decoder,
             artifacts=artifacts,
             abort=abort,
+            service_url=_service(backend).url,
         )
     except QiskitRuntimeError as exc:
         pu.cap_attempts(exc, backend.job_attempts)
@@ -148,7 +155,8 @@ def run_program(
 
     The block's ``default_inputs`` and ``options`` are merged under the call's. A retry of the task
     returns the job of the first attempt (idempotency key derived from the task run); it never makes
-    a second one. Pair it with :func:`await_result`, or use :func:`run_and_await`.
+    a second one. The task run gets a link artifact to the job's REST resource (once, whatever the
+    retries). Pair it with :func:`await_result`, or use :func:`run_and_await`.
 
     Args:
         backend: Where and how the job runs.
@@ -203,7 +211,7 @@ def run_and_await(
         timeout: Seconds to wait at most; the job is cancelled when it passes.
         stream: Stream interim results into the run's log while waiting.
         decoder: A ``ResultDecoder`` class for the result.
-        artifacts: Create the progress and metrics artifacts.
+        artifacts: Create the link, progress and metrics artifacts.
 
     Returns:
         The decoded final result.

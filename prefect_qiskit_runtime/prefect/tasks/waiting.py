@@ -29,6 +29,7 @@ from prefect_qiskit_runtime.prefect.tasks._observe import (
     _expected_iterations,
     _JobObserver,
     _plain,
+    link_job,
 )
 
 if TYPE_CHECKING:
@@ -98,8 +99,11 @@ def _await(
     decoder: Any,
     artifacts: bool,
     abort: threading.Event | None = None,
+    service_url: str | None = None,
 ) -> Any:
     """Wait for ``job`` while showing it in Prefect, then return its decoded result.
+
+    ``service_url`` (the job's service root) adds the job's URL to its metrics row.
 
     Raises:
         RuntimeJobFailureError: The program raised (traceback in the message) or ran too long.
@@ -107,7 +111,10 @@ def _await(
         RuntimeJobTimeoutError: ``timeout`` passed (the job is cancelled).
     """
     observer = _JobObserver(
-        job, artifacts=artifacts, expected_iterations=_expected_iterations(job.inputs)
+        job,
+        artifacts=artifacts,
+        expected_iterations=_expected_iterations(job.inputs),
+        service_url=service_url,
     )
     observer.start()
     logger = observer.logger
@@ -148,7 +155,10 @@ def _await_result(
     artifacts: bool,
     abort: threading.Event | None = None,
 ) -> Any:
-    job = _service(credentials).job(job_id)
+    service = _service(credentials)
+    job = service.job(job_id)
+    if artifacts:
+        link_job(job, service.url)
     try:
         return _await(
             job,
@@ -157,6 +167,7 @@ def _await_result(
             decoder=decoder,
             artifacts=artifacts,
             abort=abort,
+            service_url=service.url,
         )
     except RuntimeJobFailureError as exc:
         # Waiting again on the same failed job cannot help; run_and_await resubmits instead.
@@ -214,9 +225,11 @@ def await_result(
 ) -> Any:
     """Wait for a job, streaming its interim results into the run, and return its decoded result.
 
-    Interim results go to the run logger, one truncated line each. A progress artifact and
-    ``prefect-qiskit-runtime.job.*`` events follow the job at most about once a second, and the
-    finished job leaves one table artifact of its metrics (key ``qiskit-runtime-job-metrics``).
+    Interim results go to the run logger, one truncated line each. The task run gets a link
+    artifact to the job's REST resource, a progress artifact and ``prefect-qiskit-runtime.job.*``
+    events follow the job at most about once a second, and the finished job leaves one table
+    artifact of its metrics (key ``qiskit-runtime-job-metrics``); the link and the table are made
+    once per task run, however often it is retried.
     If the task times out, is cancelled or its flow run is cancelled, the job is cancelled first.
 
     Args:
@@ -225,7 +238,7 @@ def await_result(
         timeout: Seconds to wait at most; the job is cancelled when it passes.
         stream: Stream interim results over the websocket while waiting.
         decoder: A ``ResultDecoder`` class for the result, such as ``RunnerResult``.
-        artifacts: Create the progress and metrics artifacts.
+        artifacts: Create the link, progress and metrics artifacts.
 
     Returns:
         The decoded final result.
