@@ -105,7 +105,8 @@ def _probe_every_operation(url: str, token: str, program_id: str, job_id: str) -
     """Call each operation with a ``program_id`` or ``job_id`` in its path as ``token``'s user."""
     document = requests.get(url + "/openapi.json", timeout=10).json()
     probed = denied = 0
-    headers = {"X-Access-Token": token}
+    # The program API takes the token as a header, the modern API as ``Authorization: apikey``.
+    headers = {"X-Access-Token": token, "Authorization": f"apikey {token}"}
     for path, operations in document["paths"].items():
         if "{program_id}" not in path and "{job_id}" not in path:
             continue
@@ -116,6 +117,8 @@ def _probe_every_operation(url: str, token: str, program_id: str, job_id: str) -
             # A valid body, so that only the caller's rights can decide the answer.
             if path.endswith("/data"):
                 kwargs: dict[str, Any] = {"data": base64.b64encode(REPLACEMENT.encode())}
+            elif path.endswith("/tags"):
+                kwargs = {"json": {"tags": ["probe"]}}
             elif method == "patch":
                 kwargs = {"json": {"description": "changed by another user"}}
             else:
