@@ -33,10 +33,13 @@ from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, LOG_F
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "cpu_seconds",
     "detach_logs",
     "limit_memory",
     "prepare_process",
     "run_child",
+    "seal_last_frame",
+    "setup_failed",
     "vm_size_kb",
 ]
 
@@ -148,8 +151,7 @@ def _wait_for_job(  # pragma: no cover - child
 def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cover - child
     spec: dict[str, Any] = frame["spec"]
     # The job's own CPU time starts now, not with the warm-up.
-    begin = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_begin = begin.ru_utime + begin.ru_stime
+    cpu_begin = cpu_seconds()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(frame["socket_path"])
     hello = {"t": "hello", "job_id": frame["job_id"], "token": frame["token"]}
@@ -157,15 +159,7 @@ def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cove
     try:
         streams = prepare_process(spec)
     except BaseException as exc:
-        send_frame(
-            conn,
-            {
-                "t": "error",
-                "traceback": f"the job's process could not be prepared: {exc!r}",
-                "exc_type": type(exc).__name__,
-                "setup": True,
-            },
-        )
+        send_frame(conn, setup_failed(exc))
         return EXIT_SETUP_FAILED
     send_frame(conn, {"t": "started"})
 
@@ -176,17 +170,42 @@ def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cove
     def send(out: dict[str, Any]) -> None:
         if out.get("t") in ("result", "error"):
             # The executor finishes the job as soon as this frame and EOF have arrived,
-            # without waiting for this process to exit, and reads job.log then: every byte
-            # of output must already be in the file, and none may follow.
-            detach_logs(streams)
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - cpu_begin, 6)
-            out["max_rss_kb"] = usage.ru_maxrss
+            # without waiting for this process to exit.
+            seal_last_frame(out, streams, cpu_begin)
         send_frame(conn, out)
 
     ok = runner.execute(spec, send)
     conn.close()
     return 0 if ok else 1
+
+
+def cpu_seconds() -> float:
+    """The CPU time (user and system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def setup_failed(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` frame of a job whose process could not be set up (no fault of the program)."""
+    return {
+        "t": "error",
+        "traceback": f"the job's process could not be prepared: {exc!r}",
+        "exc_type": type(exc).__name__,
+        "setup": True,
+    }
+
+
+def seal_last_frame(  # pragma: no cover - child
+    out: dict[str, Any], streams: tuple[io.TextIOWrapper, ...], cpu_begin: float
+) -> None:
+    """Complete a job's ``result`` or ``error`` frame: logs flushed and detached, usage added.
+
+    The executor reads job.log once this frame has arrived: every byte of output must already be
+    in the file, and none may follow.
+    """
+    detach_logs(streams)
+    out["cpu_seconds"] = round(cpu_seconds() - cpu_begin, 6)
+    out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def limit_memory(limit_mb: int | None, baseline_kb: int) -> None:  # pragma: no cover - child
