@@ -50,7 +50,7 @@ from prefect_qiskit_runtime.server.executors.ipc import LOG_FILE
 from prefect_qiskit_runtime.server.executors.outcome import read_logs
 from prefect_qiskit_runtime.server.executors.sandbox import resolve_sandbox
 
-__all__ = ["JOBS_DIR", "run_job"]
+__all__ = ["JOBS_DIR", "remove_stale", "run_job"]
 
 #: Parent of the job directories on a node, beneath the node's temporary directory.
 JOBS_DIR = "pqr-ray-jobs"
@@ -118,7 +118,7 @@ def run_job(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:  # pragma: no cov
             break
     last["logs"] = read_logs(Path(workdir) / LOG_FILE, int(spec.get("log_limit_bytes") or 0))
     _restore_output(saved)
-    # Confined, the process may empty its directory but not remove it (see _remove_stale).
+    # Confined, the process may empty its directory but not remove it (see remove_stale).
     shutil.rmtree(workdir, ignore_errors=True)
     yield last
 
@@ -136,12 +136,12 @@ def _jobs_base() -> str:  # pragma: no cover - Ray worker
     """The node's directory of job directories (owner-only), without those of dead workers."""
     base = os.path.join(tempfile.gettempdir(), JOBS_DIR)
     os.makedirs(base, mode=0o700, exist_ok=True)
-    _remove_stale(base)
+    remove_stale(base)
     return base
 
 
-def _remove_stale(base: str) -> None:
-    """Remove the job directories whose worker process no longer exists."""
+def remove_stale(base: str) -> None:
+    """Remove the job directories in ``base`` whose worker process no longer exists."""
     with contextlib.suppress(OSError), os.scandir(base) as entries:
         for entry in entries:
             pid, _, _ = entry.name.partition("-")
