@@ -1,27 +1,22 @@
 """The Ray executor on a real Ray cluster, through a real service and the real client.
 
-A module fixture starts ``ray start --head --block`` (2 CPUs, no dashboard) in a session of its own
-and kills that process group at the end; the service runs ``--executor ray --workers 2`` with the
-cluster's address in ``PREFECT_QISKIT_RUNTIME_RAY_ADDRESS``, and the test cluster's workers import
-this package through the ``PYTHONPATH`` they inherit from ``ray start`` (the executor sets no
-``runtime_env``). Starting the cluster and the service takes about 10-20 s on two cores; a job
-about 1-2 s (a fresh worker process imports Qiskit).
+A module fixture runs a one-node cluster of 2 CPUs (``raycluster.local_cluster``: ``ray start
+--head --block`` in a session of its own, killed as a process group at the end); the service runs
+``--executor ray --workers 2`` with the cluster's address in ``PREFECT_QISKIT_RUNTIME_RAY_ADDRESS``,
+and the cluster's workers import this package through the ``PYTHONPATH`` they inherit from ``ray
+start`` (the executor sets no ``runtime_env``). Starting the cluster and the service takes about
+10 s on two cores, a job about 1-2 s (a fresh worker process imports Qiskit): about 20 s in all.
 
 The two refusals (Ray missing, no cluster at the address) need no cluster and run even without Ray.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +27,7 @@ from service_helpers import RunningService, cli, start_service, stop_service
 
 from prefect_qiskit_runtime.client import RuntimeService
 from prefect_qiskit_runtime.core.exceptions import RuntimeJobFailureError
-from prefect_qiskit_runtime.server.executors.rayjob import JOBS_DIR, remove_stale
+from prefect_qiskit_runtime.server.executors.raycluster import local_cluster
 
 BACKEND = {"backend_name": "aer_simulator"}
 
@@ -78,44 +73,8 @@ def _free_port() -> int:
 def ray_address() -> Iterator[str]:
     """A one-node Ray cluster (2 CPUs) of this module; yields its GCS address."""
     pytest.importorskip("ray")
-    # Short: Ray's unix socket paths live beneath it (108 bytes at most).
-    temp = tempfile.mkdtemp(prefix="pqr-rt-", dir="/tmp")
-    port = _free_port()
-    log_path = Path(temp, "ray-start.log")
-    command = [
-        "ray",
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        "--num-cpus=2",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        f"--temp-dir={temp}",
-        # Fixed by default: another cluster on this machine would clash.
-        f"--ray-client-server-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=temp, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while b"Ray runtime started" not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start failed:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)  # polling the log with a deadline
-        yield f"127.0.0.1:{port}"
-    finally:
-        # Every process of the cluster, its workers included, is in the session's process group;
-        # Ray takes over 10 s to stop on SIGTERM, and nothing of this cluster needs to be kept.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        remove_stale(os.path.join(tempfile.gettempdir(), JOBS_DIR))
-        shutil.rmtree(temp, ignore_errors=True)
+    with local_cluster(num_cpus=2) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
