@@ -32,12 +32,15 @@ from prefect_qiskit_runtime.server.executors.raycluster import local_cluster
 BACKEND = {"backend_name": "aer_simulator"}
 
 #: Publishes its directory and pid, writes a secret, waits for ``go`` in its directory (or reads
-#: another job's secret and lists that job's directory), prints and logs, then returns or raises.
+#: another job's secret and lists that job's directory), prints (``spam`` more lines of 100 bytes)
+#: and logs, then returns or raises.
 PROGRAM = """
 import logging, os, sys, time
 
-def main(backend, user_messenger, peek=None, fail=False, wait=True, count=3):
+def main(backend, user_messenger, peek=None, fail=False, wait=True, count=3, spam=0):
     user_messenger.publish({"dir": os.getcwd(), "pid": os.getpid()})
+    for _ in range(spam):
+        print("x" * 99)
     with open("secret.txt", "w") as fh:
         fh.write("mine")
     print("stdout of the job")
@@ -149,14 +152,17 @@ def test_ray_job_streams_while_running_captures_logs_and_is_isolated(
 def test_ray_program_error_fails_with_its_traceback(
     client: RuntimeService, program_id: str
 ) -> None:
-    job = client.run(program_id, BACKEND, {"wait": False, "fail": True, "count": 1})
+    # 1.2 MB of output, over the service's log limit of 1 MB.
+    job = client.run(program_id, BACKEND, {"wait": False, "fail": True, "count": 1, "spam": 12_000})
     with pytest.raises(RuntimeJobFailureError) as failure:
         job.result(timeout=120)
     message = str(failure.value)
     assert "Traceback" in message and "ValueError: the program failed on purpose" in message
     assert 'program.py", line' in message
     assert job.reason_code is not None and job.reason_code.value == "PROGRAM_ERROR"
-    assert "stdout of the job" in job.logs()
+    logs = job.logs()
+    assert logs.startswith("x" * 99) and "[log truncated:" in logs
+    assert 1_000_000 - 200 < len(logs.encode()) < 1_000_200
 
 
 def test_ray_cancel_and_max_execution_time_kill_the_worker(

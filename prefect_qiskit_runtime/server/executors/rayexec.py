@@ -326,7 +326,7 @@ class RayExecutor(Executor):
             reason = str(last.get("traceback")).strip().rstrip(".")
         else:
             reason = job.failure or "its Ray task ended without reporting a result"
-        return Outcome("LOST", error=f"The job was lost: {reason}.", details=details)
+        return Outcome("LOST", error=f"The job was lost: {reason.rstrip('.')}.", details=details)
 
     async def _call(self, name: str, *args: Any) -> None:
         try:
