@@ -4,6 +4,7 @@
 Usage::
 
     python benchmarks/run.py [--quick] [--json PATH] [--chart PNG] [--cache-dir DIR] [--keep]
+                             [--executors N]
 
 ``--quick`` drains 2,000 jobs (10,000 without) and shortens the other series; either way the report
 has the same keys. It prints the figures and the project's goals (pass/fail) as tables, writes the
@@ -19,6 +20,8 @@ failed (its figures are then ``null``). What is measured, and how, is in ``docs/
 - ``cold_start``: a fresh process to its first result, with and without the embedded service up.
 - ``drain``: a backlog of trivial jobs: time, lost jobs, service memory, database bytes per job.
 - ``machine``: cores, Python, platform, package versions and the load average at the start.
+- ``executors`` (only with ``--executors N``): N noop jobs on the local executor and on the Ray
+  executor, side by side (``benchmarks/executors.py``, which also runs on its own).
 
 Every measurement runs against a service started for it in a temporary home; nothing of the user's
 (embedded service, Prefect home) is touched.
@@ -344,8 +347,16 @@ class Service:
     _clients: list[Any] = field(default_factory=list)
 
     @classmethod
-    def start(cls, home: Path, timeout: float = 120) -> Service:
-        """Start ``server start --port 0`` in ``home``, wait for its ready file, add a user.
+    def start(
+        cls, home: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> Service:
+        """Start ``server start --port 0 [EXTRA...]`` in ``home``, wait until ready, add a user.
+
+        Args:
+            home: The service home (created).
+            extra: More ``server start`` arguments (``--executor ray``, ``--workers 2``).
+            env: More environment variables of the service.
+            timeout: Seconds it may take to be ready.
 
         Raises:
             EmbeddedServiceError: If it exits or is not ready in time.
@@ -355,9 +366,13 @@ class Service:
         home.mkdir(parents=True)
         log_path = home / "service.log"
         ready = home / "ready.json"
-        env = clean_env()
         proc, info = launch_service(
-            home, ready_file=ready, log_path=log_path, env=env, timeout=timeout
+            home,
+            *extra,
+            ready_file=ready,
+            log_path=log_path,
+            env=clean_env(**(env or {})),
+            timeout=timeout,
         )
         url = info["url"]
         added = subprocess.run(
@@ -1077,6 +1092,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the scratch directory (logs, service homes)"
     )
+    parser.add_argument(
+        "--executors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N noop jobs on the local and the Ray executor (benchmarks/executors.py)",
+    )
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1132,9 +1154,21 @@ def main(argv: list[str] | None = None) -> int:
     with run.section("cold_start"):
         report["cold_start"] = measure_cold_start(run)
 
+    executors_report: dict[str, Any] | None = None
+    if args.executors:
+        import executors
+
+        with run.section("executors"):
+            scratch_dir = run.path("executors")
+            scratch_dir.mkdir()
+            executors_report = executors.measure(scratch_dir, args.executors)
+
     report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
+    if executors_report is not None:
+        report["executors"] = executors_report
+        executors.render(run.console, executors_report, args.executors, 2)
     run.step(f"total {time.monotonic() - began:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -33,9 +33,13 @@ from prefect_qiskit_runtime.cli.context import (
     positive_int,
 )
 from prefect_qiskit_runtime.client.embedded import SERVICE_RECORD
+from prefect_qiskit_runtime.server.executors.base import ExecutorUnavailable
 from prefect_qiskit_runtime.server.executors.sandbox import SandboxUnavailable
 
 logger = logging.getLogger("prefect_qiskit_runtime.cli")
+
+#: Names ``--executor`` takes besides MODULE:FACTORY.
+EXECUTOR_SHORTHANDS = {"ray": "prefect_qiskit_runtime.server.executors.rayexec:factory"}
 
 
 def _port(value: str) -> int:
@@ -92,7 +96,13 @@ def add_parser(sub: Any) -> None:
     )
     start.add_argument(
         "--executor",
-        help="advanced: MODULE:FACTORY building the executor from the ServiceConfig",
+        help="'ray' (run jobs on a Ray cluster) or, advanced, MODULE:FACTORY building the "
+        "executor from the ServiceConfig",
+    )
+    start.add_argument(
+        "--ray-address",
+        help="with --executor ray: the cluster's HOST:PORT (default "
+        "$PREFECT_QISKIT_RUNTIME_RAY_ADDRESS, else the cluster on this machine)",
     )
     start.add_argument(
         "--stream-replay-grace",
@@ -155,7 +165,7 @@ def _remove_if_ours(path: Path) -> None:
 
 
 def _load_factory(spec: str) -> Callable[..., Any]:
-    module_name, _, attr = spec.partition(":")
+    module_name, _, attr = EXECUTOR_SHORTHANDS.get(spec, spec).partition(":")
     if not module_name or not attr:
         raise UsageError(f"--executor must be MODULE:FACTORY, not {spec!r}")
     factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
@@ -190,6 +200,8 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError("use either --tls-self-signed or --tls-cert/--tls-key")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
+    if args.ray_address:
+        os.environ["PREFECT_QISKIT_RUNTIME_RAY_ADDRESS"] = args.ray_address
     home = home_path(args.home)
     home.mkdir(parents=True, exist_ok=True)
     cert: Path | None = Path(args.tls_cert) if args.tls_cert else None
@@ -219,8 +231,13 @@ def serve(args: argparse.Namespace) -> int:
     scheme = "https" if config.tls_enabled else "http"
     url = f"{scheme}://{_public_host(args.host)}:{port}"
     try:
+        if config.executor_factory is not None:
+            # Built before serving, so that an executor that cannot run here (a missing extra, no
+            # cluster) stops the start with one line rather than a traceback from the lifespan.
+            executor = config.executor_factory(config)
+            config.executor_factory = lambda _config: executor
         app = create_app(config)
-    except (SandboxUnavailable, DatabaseUnavailable) as exc:
+    except (SandboxUnavailable, DatabaseUnavailable, ExecutorUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sock.close()
         return USAGE

@@ -9,7 +9,11 @@ Modules:
   processes' connections), :mod:`.outcome` (how a job ended);
 - the warm parent, a process of its own: :mod:`.warm` (its loop and entry point), :mod:`.spares`
   (forking, spares, warm-ups), :mod:`.child` (a forked process: isolation, limits, the job);
-- :mod:`.ipc`: the frames all of them exchange.
+- :mod:`.ipc`: the frames all of them exchange;
+- the Ray executor (the ``ray`` extra, ``server start --executor ray``): :mod:`.rayexec`
+  (:class:`~.rayexec.RayExecutor`, in the service process), :mod:`.rayjob` (what a Ray worker runs
+  for one job), :mod:`.raycluster` (a throw-away local cluster to try it). Nothing imports Ray
+  until the Ray executor connects.
 
 Adding an executor:
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot run jobs here: a missing extra, no cluster at its address.
+
+    Raised by an executor's factory (or ``start``); ``server start`` prints the message as one line
+    and exits instead of serving.
+    """
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything an executor needs to run one job.

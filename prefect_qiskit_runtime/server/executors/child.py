@@ -31,7 +31,17 @@ from typing import Any, Protocol
 
 from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, LOG_FILE, send_frame
 
-__all__ = ["MAX_FILE_BYTES", "run_child", "vm_size_kb"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "cpu_seconds",
+    "detach_logs",
+    "limit_memory",
+    "prepare_process",
+    "run_child",
+    "seal_last_frame",
+    "setup_failed",
+    "vm_size_kb",
+]
 
 #: Largest file a job process may write (the log included); beyond it writes fail with EFBIG.
 MAX_FILE_BYTES = 1 << 30
@@ -141,40 +151,27 @@ def _wait_for_job(  # pragma: no cover - child
 def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cover - child
     spec: dict[str, Any] = frame["spec"]
     # The job's own CPU time starts now, not with the warm-up.
-    begin = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_begin = begin.ru_utime + begin.ru_stime
+    cpu_begin = cpu_seconds()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(frame["socket_path"])
     hello = {"t": "hello", "job_id": frame["job_id"], "token": frame["token"]}
     send_frame(conn, hello | {"pid": os.getpid()})
     try:
-        streams = _prepare_process(spec)
+        streams = prepare_process(spec)
     except BaseException as exc:
-        send_frame(
-            conn,
-            {
-                "t": "error",
-                "traceback": f"the job's process could not be prepared: {exc!r}",
-                "exc_type": type(exc).__name__,
-                "setup": True,
-            },
-        )
+        send_frame(conn, setup_failed(exc))
         return EXIT_SETUP_FAILED
     send_frame(conn, {"t": "started"})
 
     from prefect_qiskit_runtime.server import runner
 
-    _limit_memory(spec.get("memory_limit_mb"), baseline_kb)
+    limit_memory(spec.get("memory_limit_mb"), baseline_kb)
 
     def send(out: dict[str, Any]) -> None:
         if out.get("t") in ("result", "error"):
             # The executor finishes the job as soon as this frame and EOF have arrived,
-            # without waiting for this process to exit, and reads job.log then: every byte
-            # of output must already be in the file, and none may follow.
-            _detach_logs(streams)
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime - cpu_begin, 6)
-            out["max_rss_kb"] = usage.ru_maxrss
+            # without waiting for this process to exit.
+            seal_last_frame(out, streams, cpu_begin)
         send_frame(conn, out)
 
     ok = runner.execute(spec, send)
@@ -182,7 +179,37 @@ def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cove
     return 0 if ok else 1
 
 
-def _limit_memory(limit_mb: int | None, baseline_kb: int) -> None:  # pragma: no cover - child
+def cpu_seconds() -> float:
+    """The CPU time (user and system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def setup_failed(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` frame of a job whose process could not be set up (no fault of the program)."""
+    return {
+        "t": "error",
+        "traceback": f"the job's process could not be prepared: {exc!r}",
+        "exc_type": type(exc).__name__,
+        "setup": True,
+    }
+
+
+def seal_last_frame(  # pragma: no cover - child
+    out: dict[str, Any], streams: tuple[io.TextIOWrapper, ...], cpu_begin: float
+) -> None:
+    """Complete a job's ``result`` or ``error`` frame: logs flushed and detached, usage added.
+
+    The executor reads job.log once this frame has arrived: every byte of output must already be
+    in the file, and none may follow.
+    """
+    detach_logs(streams)
+    out["cpu_seconds"] = round(cpu_seconds() - cpu_begin, 6)
+    out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def limit_memory(limit_mb: int | None, baseline_kb: int) -> None:  # pragma: no cover - child
+    """Cap the address space at its current size (or ``baseline_kb``, if larger) + ``limit_mb``."""
     if not limit_mb:
         return
     # On top of the interpreter as it is now: the preloaded modules, and in a warmed-up
@@ -198,7 +225,7 @@ def _max_fd() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _prepare_process(  # pragma: no cover - child process
+def prepare_process(  # pragma: no cover - child process
     spec: dict[str, Any],
 ) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
     """Working directory, log file on fds 1 and 2, stdin from /dev/null, limits, fresh RNG state.
@@ -263,7 +290,7 @@ def _confine(spec: dict[str, Any]) -> None:  # pragma: no cover - child process
     confine([workdir], spec.get("protected_paths", []), readable=read_roots([package]))
 
 
-def _detach_logs(streams: tuple[io.TextIOWrapper, ...]) -> None:  # pragma: no cover - child
+def detach_logs(streams: tuple[io.TextIOWrapper, ...]) -> None:  # pragma: no cover - child
     """Flush every buffer of output into job.log, then point fds 1 and 2 at /dev/null.
 
     Python's streams (the ones installed, and whatever the program put in their place) and the C

@@ -14,7 +14,7 @@ known of a finished job into its :class:`~.base.Outcome`. The warm parent itself
 
 A job is finished once its connection has closed and either its ``result``/``error`` frame has
 arrived (the process flushed and detached its log before sending it, see
-:func:`~prefect_qiskit_runtime.server.executors.child._detach_logs`) or the warm parent has reaped
+:func:`~prefect_qiskit_runtime.server.executors.child.detach_logs`) or the warm parent has reaped
 the process. ``on_finished`` therefore always comes after every ``on_messages`` and the logs are
 complete; the reap still happens, and a process that outlives its result by ``LINGER`` is killed.
 
@@ -49,7 +49,7 @@ from prefect_qiskit_runtime.server.executors.jobs import LINGER, JobConnections,
 from prefect_qiskit_runtime.server.executors.outcome import job_outcome
 from prefect_qiskit_runtime.server.executors.parent import WARM_MODULE as WARM_MODULE
 from prefect_qiskit_runtime.server.executors.parent import WarmParentSupervisor
-from prefect_qiskit_runtime.server.executors.sandbox import SandboxUnavailable, landlock_abi
+from prefect_qiskit_runtime.server.executors.sandbox import resolve_sandbox
 from prefect_qiskit_runtime.server.runner import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -111,7 +111,7 @@ class LocalExecutor(Executor):
     ) -> None:
         self.capacity = capacity
         #: The confinement in force for job processes: ``"landlock"`` or ``"off"``.
-        self.sandbox = _resolve_sandbox(sandbox)
+        self.sandbox = resolve_sandbox(sandbox)
         self.protected_paths = [str(Path(p).resolve()) for p in protected_paths]
         self.spares = capacity if spares is None else spares
         self.warm_up = warm_up
@@ -428,18 +428,3 @@ def _kill_group(job: LocalJob) -> None:
     if job.pid is not None and job.exit is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGKILL)
-
-
-def _resolve_sandbox(mode: str) -> str:
-    """The confinement to apply for ``mode``, checked against the running kernel."""
-    if mode == "off":
-        return "off"
-    if landlock_abi() > 0:
-        return "landlock"
-    if mode == "landlock":
-        raise SandboxUnavailable(
-            "--sandbox landlock: this kernel offers no Landlock (Linux 5.13 or later with "
-            "Landlock enabled); use --sandbox auto or off"
-        )
-    logger.warning("This kernel offers no Landlock: job processes run unconfined")
-    return "off"

@@ -19,7 +19,7 @@ from prefect_qiskit_runtime.server.executors.base import Outcome
 from prefect_qiskit_runtime.server.executors.ipc import EXIT_SETUP_FAILED, LOG_FILE
 from prefect_qiskit_runtime.server.executors.jobs import LocalJob
 
-__all__ = ["job_outcome", "read_logs"]
+__all__ = ["job_outcome", "read_logs", "reported_outcome"]
 
 
 def job_outcome(job: LocalJob, memory_limit_mb: int | None) -> Outcome:
@@ -37,26 +37,64 @@ def job_outcome(job: LocalJob, memory_limit_mb: int | None) -> Outcome:
     details = _process_details(job)
     status = None if job.exit is None else int(job.exit["status"])
     limit = spec.memory_limit_mb if spec.memory_limit_mb is not None else memory_limit_mb
-    details["memory_limit_exceeded"] = bool(limit) and job.exc_type == "MemoryError"
     logs = read_logs(spec.workdir / LOG_FILE, spec.log_limit_bytes)
-    if job.cancel_requested:
-        details["reason_code"] = ReasonCode.CANCELLED_BY_USER.value
-        return Outcome("CANCELLED", error="Cancelled", logs=logs, details=details)
-    if job.result is not None and job.error is None:
-        return Outcome("COMPLETED", result=job.result, logs=logs, details=details)
-    if job.error is not None:
-        details["exception"] = job.exc_type
-        error = job.error
-        if details["memory_limit_exceeded"]:
-            details["reason_code"] = ReasonCode.MEMORY_LIMIT.value
-            error += f"(The job exceeded its memory limit of {limit} MB.)\n"
-        elif job.exc_type == "MessageTooLargeError":
-            details["reason_code"] = ReasonCode.INVALID_RESULT.value
-        else:
-            details["reason_code"] = ReasonCode.PROGRAM_ERROR.value
-        return Outcome("FAILED", error=error, logs=logs, details=details)
+    outcome = reported_outcome(
+        cancelled=job.cancel_requested,
+        result=job.result,
+        error=job.error,
+        exc_type=job.exc_type,
+        memory_limit_mb=limit,
+        logs=logs,
+        details=details,
+    )
+    if outcome is not None:
+        return outcome
     details["reason_code"], reason = _lost_reason(job, status)
     return Outcome("LOST", error=reason, logs=logs, details=details)
+
+
+def reported_outcome(
+    *,
+    cancelled: bool,
+    result: str | None,
+    error: str | None,
+    exc_type: str | None,
+    memory_limit_mb: int | None,
+    logs: str,
+    details: dict[str, Any],
+) -> Outcome | None:
+    """The outcome of a job that was cancelled or whose process reported its end, whatever ran it.
+
+    Args:
+        cancelled: Whether the scheduler cancelled it (that wins over anything reported).
+        result: The final result's JSON text, if the program completed.
+        error: The program's traceback text, if it failed.
+        exc_type: The name of the exception's class, with ``error``.
+        memory_limit_mb: The job's memory limit (a ``MemoryError`` under one says so).
+        logs: The captured log, already cut to the job's limit.
+        details: Facts about the process; ``memory_limit_exceeded``, ``exception`` and
+            ``reason_code`` are added.
+
+    Returns:
+        ``CANCELLED``, ``COMPLETED`` or ``FAILED``; ``None`` when the process said nothing (lost).
+    """
+    details["memory_limit_exceeded"] = bool(memory_limit_mb) and exc_type == "MemoryError"
+    if cancelled:
+        details["reason_code"] = ReasonCode.CANCELLED_BY_USER.value
+        return Outcome("CANCELLED", error="Cancelled", logs=logs, details=details)
+    if result is not None and error is None:
+        return Outcome("COMPLETED", result=result, logs=logs, details=details)
+    if error is None:
+        return None
+    details["exception"] = exc_type
+    if details["memory_limit_exceeded"]:
+        details["reason_code"] = ReasonCode.MEMORY_LIMIT.value
+        error += f"(The job exceeded its memory limit of {memory_limit_mb} MB.)\n"
+    elif exc_type == "MessageTooLargeError":
+        details["reason_code"] = ReasonCode.INVALID_RESULT.value
+    else:
+        details["reason_code"] = ReasonCode.PROGRAM_ERROR.value
+    return Outcome("FAILED", error=error, logs=logs, details=details)
 
 
 def _process_details(job: LocalJob) -> dict[str, Any]:

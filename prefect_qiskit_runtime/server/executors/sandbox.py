@@ -20,6 +20,7 @@ Landlock, :func:`landlock_abi` returns 0 and :func:`confine` raises :class:`Sand
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,8 @@ _SYS_RESTRICT_SELF = 446
 _CREATE_RULESET_VERSION = 1 << 0
 _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
+
+logger = logging.getLogger(__name__)
 
 _EXECUTE = 1 << 0
 _WRITE_FILE = 1 << 1
@@ -71,6 +74,28 @@ SYSTEM_READ_PATHS: tuple[str, ...] = (
 
 class SandboxUnavailable(RuntimeError):
     """The kernel offers no Landlock (too old, or disabled at boot)."""
+
+
+def resolve_sandbox(mode: str) -> str:
+    """The confinement to apply for ``mode`` (``auto``, ``landlock``, ``off``) on this kernel.
+
+    Returns:
+        ``"landlock"`` or ``"off"`` (``auto`` without Landlock logs a warning).
+
+    Raises:
+        SandboxUnavailable: ``mode`` is ``landlock`` and the kernel lacks it.
+    """
+    if mode == "off":
+        return "off"
+    if landlock_abi() > 0:
+        return "landlock"
+    if mode == "landlock":
+        raise SandboxUnavailable(
+            "--sandbox landlock: this kernel offers no Landlock (Linux 5.13 or later with "
+            "Landlock enabled); use --sandbox auto or off"
+        )
+    logger.warning("This kernel offers no Landlock: job processes run unconfined")
+    return "off"
 
 
 class _RulesetAttr(ctypes.Structure):
