@@ -233,14 +233,6 @@ def root_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _backend_configurations() -> list[dict[str, Any]]:
-    try:
-        from prefect_qiskit_runtime.server import backends
-    except ImportError:  # the backend catalogue is optional for the discovery API itself
-        return []
-    return list(backends.list_configurations())
-
-
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     try:
@@ -339,7 +331,9 @@ def devices(hub: str, group: str, project: str, user: User = Depends(current_use
     """The configuration document of every backend (``spec/runtime-api.md`` §2)."""
     if (hub, group, project) != (DEFAULT_HUB, DEFAULT_GROUP, DEFAULT_PROJECT):
         raise ApiError(404, "NOT_FOUND", f"Unknown hub/group/project {hub}/{group}/{project}.")
-    return _backend_configurations()
+    from prefect_qiskit_runtime.server.usecases.service import backend_configurations
+
+    return backend_configurations()
 
 
 @router.post("/runtime/logout", status_code=204, summary="Forget the caller's session")
