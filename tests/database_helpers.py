@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -56,3 +57,26 @@ def postgres_base_url(config: pytest.Config) -> str:
     if not url:
         pytest.skip(SKIP_REASON)
     return url
+
+
+def add_program(
+    store: Any,
+    owner_id: str,
+    *,
+    name: str = "p",
+    data: str = "def main(backend, user_messenger): pass\n",
+    cost: int = 60,
+) -> str:
+    """Insert a private program of ``owner_id`` straight into ``store``; returns its id."""
+    with store.write() as s:
+        program_id: str = store.new_program(
+            s,
+            owner_id=owner_id,
+            name=name,
+            data=data,
+            cost=cost,
+            description="",
+            is_public=False,
+            spec="{}",
+        ).id
+    return program_id

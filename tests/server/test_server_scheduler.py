@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from database_helpers import add_program
 from sqlalchemy import delete
 
 from prefect_qiskit_runtime.core.models import JobState
@@ -42,17 +43,7 @@ def _setup(tmp_path: Path, capacity: int = 2) -> tuple[Store, str, str, Schedule
     store = Store(config.db_url)
     store.ensure_system_user()
     user, _ = store.add_user("u", can_upload=True)
-    with store.write() as s:
-        program_id = store.new_program(
-            s,
-            owner_id=user.id,
-            name="p",
-            data="def main(backend, user_messenger):\n    pass\n",
-            cost=60,
-            description="",
-            is_public=False,
-            spec="{}",
-        ).id
+    program_id = add_program(store, user.id, data="def main(backend, user_messenger):\n    pass\n")
     executor = _Idle(capacity)
     return store, user.id, program_id, Scheduler(store, Broker(), executor, config), executor
 

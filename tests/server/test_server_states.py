@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from database_helpers import add_program
 from sqlalchemy import select, update
 
 from prefect_qiskit_runtime.core.models import FINAL_STATES, JobState, ReasonCode
@@ -34,18 +35,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 def _user_and_program(store: Store) -> tuple[str, str]:
     user, _ = store.add_user("u", can_upload=True)
-    with store.write() as s:
-        program = store.new_program(
-            s,
-            owner_id=user.id,
-            name="p",
-            data="x",
-            cost=60,
-            description="",
-            is_public=False,
-            spec="{}",
-        )
-    return user.id, program.id
+    return user.id, add_program(store, user.id, data="x")
 
 
 def _job(store: Store, owner: str, program: str) -> str:

@@ -17,6 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from database_helpers import add_program
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 
@@ -42,17 +43,7 @@ def db(database_url: str) -> str:
 
 
 def _program(store: Store, owner: str) -> str:
-    with store.write() as s:
-        return store.new_program(
-            s,
-            owner_id=owner,
-            name="p",
-            data="def main(backend, user_messenger): pass\n",
-            cost=60,
-            description="",
-            is_public=False,
-            spec="{}",
-        ).id
+    return add_program(store, owner)
 
 
 def _jobs(store: Store, owner: str, program_id: str, n: int) -> list[str]:
@@ -244,17 +235,7 @@ def test_plain_cursor(db: str) -> None:
 
 
 def _program_named(store: Store, owner: str, name: str) -> str:
-    with store.write() as s:
-        return store.new_program(
-            s,
-            owner_id=owner,
-            name=name,
-            data="x",
-            cost=1,
-            description="",
-            is_public=False,
-            spec="{}",
-        ).id
+    return add_program(store, owner, name=name, data="x", cost=1)
 
 
 def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
