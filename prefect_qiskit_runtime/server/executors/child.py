@@ -278,16 +278,14 @@ def _confine(spec: dict[str, Any]) -> None:  # pragma: no cover - child process
     """
     import tempfile
 
-    import prefect_qiskit_runtime
-    from prefect_qiskit_runtime.server.executors.sandbox import confine, read_roots
+    from prefect_qiskit_runtime.server.executors.sandbox import confine, job_read_roots
 
     workdir = spec["workdir"]
     tmp = os.path.join(workdir, "tmp")
     os.makedirs(tmp, exist_ok=True)
     os.environ["TMPDIR"] = tmp
     tempfile.tempdir = None
-    package = os.path.dirname(os.path.dirname(prefect_qiskit_runtime.__file__))
-    confine([workdir], spec.get("protected_paths", []), readable=read_roots([package]))
+    confine([workdir], spec.get("protected_paths", []), readable=job_read_roots())
 
 
 def detach_logs(streams: tuple[io.TextIOWrapper, ...]) -> None:  # pragma: no cover - child

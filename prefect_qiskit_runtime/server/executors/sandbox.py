@@ -20,6 +20,7 @@ Landlock, :func:`landlock_abi` returns 0 and :func:`confine` raises :class:`Sand
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -179,6 +180,19 @@ def read_roots(extra: Iterable[str] = ()) -> list[str]:
         if path.is_dir():
             seen.setdefault(str(path), None)
     return list(seen)
+
+
+@functools.cache
+def job_read_roots() -> tuple[str, ...]:
+    """:func:`read_roots` of a job process, this package's tree included; computed once.
+
+    The warm parent calls it before it forks, so that every job inherits the answer instead of
+    resolving the same directories again.
+    """
+    import prefect_qiskit_runtime
+
+    package = os.path.dirname(os.path.dirname(prefect_qiskit_runtime.__file__))
+    return tuple(read_roots([package]))
 
 
 def confine(

@@ -37,6 +37,7 @@ from typing import Any
 
 from prefect_qiskit_runtime.server.executors.child import MAX_FILE_BYTES, vm_size_kb
 from prefect_qiskit_runtime.server.executors.ipc import LOG_FILE, FrameBuffer, send_frame
+from prefect_qiskit_runtime.server.executors.sandbox import job_read_roots
 from prefect_qiskit_runtime.server.executors.spares import WARM_UP_MIN_JOB_CPU, Proc, SparePool
 
 __all__ = ["LOG_FILE", "MAX_FILE_BYTES", "WARM_UP_MIN_JOB_CPU", "WarmParent", "main"]
@@ -100,6 +101,7 @@ class WarmParent:
         from prefect_qiskit_runtime.server import runner
 
         runner.preload()
+        job_read_roots()  # inherited by every job that is confined
         gc.collect()
         # Keep the preloaded objects out of the children's garbage collections: fewer copied pages.
         gc.freeze()
