@@ -234,11 +234,15 @@ ESCAPER = """
 import os, time
 
 def main(backend, user_messenger):
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.setsid()  # out of the job's session: the reap's killpg does not reach it
+        os.write(ready_w, b"1")
         time.sleep(60)
         os._exit(0)
+    # Return only once the child has left the session: otherwise the reap may kill it first.
+    os.read(ready_r, 1)
     return pid
 """
 
