@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,9 +65,9 @@ def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
         # Let SQLAlchemy's "begin" event, not the driver, open transactions (see below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if not memory:
+            _enable_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -86,6 +87,28 @@ def make_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
             raise OperationalError(statement, None, exc) from exc
 
     return engine
+
+
+def _enable_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
+    """Switch the database file to WAL (kept by the file once set), waiting out other connections.
+
+    The switch needs the file to itself, and SQLite refuses it with SQLITE_BUSY at once, without
+    calling the busy handler, while another connection reads it: several services (or threads)
+    opening one new database together would fail here. So the refusal is retried, with backoff,
+    for as long as the busy timeout allows.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def describe_failure(url: str, error: BaseException) -> str:
