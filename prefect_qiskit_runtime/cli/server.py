@@ -73,6 +73,15 @@ def add_parser(sub: Any) -> None:
         help="SQLite: how long a write waits for another process's lock (default 30)",
     )
     start.add_argument(
+        "--lease-seconds",
+        type=_lease_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="replicas on one database: another replica fails the running jobs of one whose "
+        "heartbeat is older than this (one on the same host is recognised at once when its "
+        "process is gone; default 60)",
+    )
+    start.add_argument(
         "--sandbox",
         choices=("auto", "landlock", "off"),
         default="auto",
@@ -164,6 +173,17 @@ def _remove_if_ours(path: Path) -> None:
             path.unlink()
 
 
+def _lease_seconds(value: str) -> float:
+    """An argparse type: a lease of at least 2 seconds (heartbeats go every quarter of it)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value}") from None
+    if not seconds >= 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 seconds, not {value}")
+    return seconds
+
+
 def _load_factory(spec: str) -> Callable[..., Any]:
     module_name, _, attr = EXECUTOR_SHORTHANDS.get(spec, spec).partition(":")
     if not module_name or not attr:
@@ -225,6 +245,7 @@ def serve(args: argparse.Namespace) -> int:
         executor_factory=_load_factory(args.executor) if args.executor else None,
         sandbox=args.sandbox,
         db_busy_timeout=args.db_busy_timeout,
+        lease_seconds=args.lease_seconds,
     )
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]

@@ -3,8 +3,9 @@
 Two events exist per job: a new interim message (``seq``, ``data``) and "the job is final". The
 store stays the source of truth; a subscriber subscribes first, then reads what is stored, then
 follows the live events, so it never misses one. Events of jobs running in another service instance
-do not pass through here: subscribers also re-read the store now and then (see
-``usecases/jobs.py`` and ``usecases/stream.py``).
+reach it through the :mod:`.relay` when the database is PostgreSQL; subscribers also re-read the
+store now and then (see ``usecases/jobs.py`` and ``usecases/stream.py``), which is all that
+happens on a SQLite database shared by several instances.
 
 All methods may be called from any thread; subscribers live on the service's event loop.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +77,8 @@ class Broker:
         self._loop = loop
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._lock = threading.Lock()
+        #: Also told of every event published here (the relay to the other replicas), if set.
+        self.relay: Callable[[str, JobEvent], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver events on ``loop`` from now on."""
@@ -119,6 +123,18 @@ class Broker:
         self._publish(job_id, JobEvent("final", status=status, job=job))
 
     def _publish(self, job_id: str, event: JobEvent) -> None:
+        relay = self.relay
+        if relay is not None:
+            relay(job_id, event)
+        self.deliver(job_id, event)
+
+    def deliver(self, job_id: str, event: JobEvent) -> None:
+        """Hand ``event`` to this instance's subscribers of ``job_id`` only (not to the relay).
+
+        Args:
+            job_id: The job.
+            event: The event (from the relay: another instance's, without data).
+        """
         with self._lock:
             subs = list(self._subs.get(job_id, ()))
         if not subs or self._loop is None:

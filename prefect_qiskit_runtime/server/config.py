@@ -77,6 +77,10 @@ class ServiceConfig:
             kernel has it, else none, with a warning), ``landlock`` (refuse to start without it)
             or ``off``.
         load_builtin_programs: Whether to install the built-in programs at start-up.
+        lease_seconds: How long an instance's heartbeat stays good: another instance fails the
+            RUNNING jobs of one whose heartbeat is older (an instance on the same host whose
+            process is gone is recognised at once). Heartbeats are sent every quarter of it, at
+            most every 5 seconds.
     """
 
     home: Path
@@ -97,6 +101,12 @@ class ServiceConfig:
     db_busy_timeout: float = 30.0
     sandbox: Literal["auto", "landlock", "off"] = "auto"
     load_builtin_programs: bool = True
+    lease_seconds: float = 60.0
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often this instance renews its lease and looks for instances that are gone."""
+        return min(5.0, self.lease_seconds / 4)
 
     @property
     def db_url(self) -> str:

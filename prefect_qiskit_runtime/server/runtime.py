@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -21,6 +21,9 @@ from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor
 from prefect_qiskit_runtime.server.scheduler import Scheduler
 from prefect_qiskit_runtime.server.store import Store
+
+if TYPE_CHECKING:
+    from prefect_qiskit_runtime.server.relay import PostgresRelay
 
 logger = logging.getLogger("prefect_qiskit_runtime.server")
 
@@ -84,6 +87,18 @@ class Metrics:
             registry=self.registry,
         )
         streams.set_function(lambda: float(runtime.broker.subscriber_count()))
+        relayed = Gauge(
+            "pqr_relay_notifications",
+            "Job events sent to and received from other replicas (PostgreSQL LISTEN/NOTIFY).",
+            ["direction"],
+            registry=self.registry,
+        )
+        relayed.labels("sent").set_function(
+            lambda: float(runtime.relay.sent if runtime.relay else 0)
+        )
+        relayed.labels("received").set_function(
+            lambda: float(runtime.relay.received if runtime.relay else 0)
+        )
 
         class _JobsByStatus:
             def collect(self) -> Any:
@@ -115,6 +130,8 @@ class Runtime:
         self.access_tokens = TokenCache(self.store, resolve=self.store.user_for_access_token)
         self.broker = Broker()
         self.scheduler: Scheduler | None = None
+        #: Job events to and from the other replicas (PostgreSQL only).
+        self.relay: PostgresRelay | None = None
         self.executor: Executor | None = None
         self.activity = Activity()
         self.started_at = time.time()
@@ -134,14 +151,26 @@ class Runtime:
             self.config,
             on_job_end=lambda _job, status: self.metrics.jobs_finished.labels(status).inc(),
         )
+        if not self.store.is_sqlite:
+            from prefect_qiskit_runtime.server.relay import PostgresRelay
+
+            self.relay = PostgresRelay(
+                self.config.db_url,
+                self.broker,
+                self.scheduler.instance_id,
+                on_remote_final=self.scheduler.check_soon,
+            )
+            await self.relay.start()
         failed = await self.scheduler.start()
         for job_id in failed:
             self.broker.publish_final(job_id, JobState.FAILED.value)
 
     async def stop(self) -> None:
-        """Stop the scheduler (and with it the executor) and close the database."""
+        """Stop the scheduler (and with it the executor), the relay, and close the database."""
         if self.scheduler is not None:
             await self.scheduler.shutdown()
+        if self.relay is not None:
+            await self.relay.stop()
         self.store.dispose()
 
     @property

@@ -44,8 +44,6 @@ logger = logging.getLogger("prefect_qiskit_runtime.server.scheduler")
 
 #: How often the scheduler re-reads the queue without being woken (jobs of other instances).
 POLL_SECONDS = 1.0
-HEARTBEAT_SECONDS = 5.0
-LEASE_SECONDS = 60.0
 
 
 @dataclass
@@ -107,7 +105,9 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         self.broker.bind(self._loop)
         await asyncio.to_thread(self.store.register_instance, self.instance_id)
-        failed = await asyncio.to_thread(self.store.recover, self.instance_id, LEASE_SECONDS)
+        failed = await asyncio.to_thread(
+            self.store.recover, self.instance_id, self.config.lease_seconds
+        )
         for job_id in failed:
             logger.warning("job %s was running when the service stopped; marked FAILED", job_id)
         self._clean_stale_workdirs()
@@ -453,11 +453,11 @@ class Scheduler:
             await asyncio.sleep(POLL_SECONDS)
             try:
                 await self._reconcile()
-                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                if time.monotonic() - last_beat >= self.config.heartbeat_seconds:
                     last_beat = time.monotonic()
                     await asyncio.to_thread(self.store.heartbeat, self.instance_id)
                     failed = await asyncio.to_thread(
-                        self.store.recover, self.instance_id, LEASE_SECONDS
+                        self.store.recover, self.instance_id, self.config.lease_seconds
                     )
                     for job_id in failed:
                         self.broker.publish_final(job_id, JobState.FAILED.value)
@@ -466,11 +466,31 @@ class Scheduler:
             except Exception:
                 logger.exception("housekeeping failed; retrying")
 
-    async def _reconcile(self) -> None:
-        """Kill jobs that were cancelled or deleted through another instance."""
-        if not self.running:
+    def check_soon(self, job_id: str) -> None:
+        """Check at once whether a job this instance runs was ended by another instance.
+
+        Called on the event loop by the relay when another replica announces the end of a job
+        (its cancel or delete): the worker stops now rather than at the next reconciliation.
+
+        Args:
+            job_id: The job another instance ended.
+        """
+        if job_id not in self.running:
             return
-        ids = list(self.running)
+
+        async def check() -> None:
+            try:
+                await self._reconcile([job_id])
+            except Exception:  # the housekeeping's reconciliation tries again
+                logger.exception("checking job %s failed", job_id)
+
+        self._spawn(check())
+
+    async def _reconcile(self, only: list[str] | None = None) -> None:
+        """Kill jobs that were cancelled or deleted through another instance."""
+        ids = [job_id for job_id in (only or list(self.running)) if job_id in self.running]
+        if not ids:
+            return
         statuses = await asyncio.to_thread(self.store.job_statuses, ids)
         for job_id in ids:
             if job_id in self.running and statuses.get(job_id) != JobState.RUNNING.value:

@@ -10,17 +10,11 @@ import os
 import re
 import signal
 import sqlite3
-import threading
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 from server_helpers import PUBLISHER, SLEEPER, Api
 from service_helpers import RunningService, cli, start_service, stop_service
-
-from prefect_qiskit_runtime.server.store import Store
 
 
 def _add_user(service: RunningService, url: str, name: str) -> Api:
@@ -132,67 +126,3 @@ def test_a_service_on_postgresql_runs_cancels_and_recovers_after_kill_9(
         assert api.job(cancelled)["status"] == "CANCELLED"
     finally:
         assert stop_service(second) == 0
-
-
-# Appends its job's number to a file outside its directory (hence --sandbox off): a job run twice
-# leaves two lines, even though only one run can record a result.
-COUNTED = """
-import os
-
-def main(backend, user_messenger, n, ledger, **kwargs):
-    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    os.write(fd, f"{n}\\n".encode())
-    os.close(fd)
-    return n * n + 1
-"""
-
-
-def test_two_replicas_on_one_database_run_every_job_exactly_once(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    """200 jobs submitted from 8 threads to two services sharing one PostgreSQL database."""
-    args = ("--workers", "2", "--sandbox", "off", "--database-url", postgres_url)
-    replicas = [start_service(tmp_path / f"replica-{n}", *args) for n in range(2)]
-    try:
-        owner = _add_user(replicas[0], postgres_url, "replica-user")
-        program = owner.upload(COUNTED, "counted")
-        apis = [Api(replica.url, owner.token) for replica in replicas]
-        ledger = tmp_path / "ledger.txt"
-        total, threads = 200, 8
-        local = threading.local()
-
-        def submit_and_wait(n: int) -> tuple[int, str, dict[str, object]]:
-            # Each thread its own HTTP sessions; consecutive jobs alternate between the replicas.
-            if not hasattr(local, "apis"):
-                local.apis = [Api(api.url, api.token) for api in apis]
-            api = local.apis[n % 2]
-            job_id = api.run(program, {"n": n, "ledger": str(ledger)})
-            return n, job_id, api.wait(job_id)
-
-        with ThreadPoolExecutor(threads) as pool:
-            outcomes = list(pool.map(submit_and_wait, range(total)))
-        assert Counter(job["status"] for _n, _id, job in outcomes) == {"COMPLETED": total}
-        for n, job_id, _job in outcomes:  # read back through the replica it was not sent to
-            assert apis[1 - n % 2].get(f"/jobs/{job_id}/results").text == str(n * n + 1)
-        runs = Counter(int(line) for line in ledger.read_text().split())
-        assert runs == dict.fromkeys(range(total), 1)  # every job ran, none twice
-        store = Store(postgres_url, create=False)
-        try:
-            jobs = [store.get_job(job_id, light=True) for _n, job_id, _job in outcomes]
-            ran_by = Counter(job.instance_id for job in jobs if job is not None)
-            assert store.status_counts() == {"COMPLETED": total}
-        finally:
-            store.dispose()
-        instance_of = [
-            requests.get(replica.url + "/health", timeout=30).json()["instance_id"]
-            for replica in replicas
-        ]
-        assert set(ran_by) == set(instance_of)  # both replicas ran jobs
-        elsewhere = sum(job.instance_id != instance_of[n % 2] for n, job in enumerate(jobs) if job)
-        print(
-            f"jobs={total} completed={total} ran once each; per replica {sorted(ran_by.values())}; "
-            f"run by the replica it was not submitted to: {elsewhere}"
-        )
-    finally:
-        for replica in replicas:
-            stop_service(replica)

@@ -170,7 +170,9 @@ def test_ray_cancel_and_max_execution_time_kill_the_worker(
 ) -> None:
     cancelled_stream, timed_stream = _Stream(), _Stream()
     cancelled = client.run(program_id, BACKEND, {}, callback=cancelled_stream)
-    timed = client.run(program_id, {**BACKEND, "max_execution_time": 3}, {}, callback=timed_stream)
+    # The limit counts from RUNNING, which includes the start of a Ray worker (0.7 s here, more on a
+    # busy machine): it must leave time for the job's first message.
+    timed = client.run(program_id, {**BACKEND, "max_execution_time": 10}, {}, callback=timed_stream)
     assert cancelled_stream.first.wait(120) and timed_stream.first.wait(120)
     cancelled.cancel()
     assert client.job(cancelled.job_id()).state.value == "CANCELLED"
