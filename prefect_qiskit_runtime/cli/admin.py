@@ -1,4 +1,5 @@
-"""Administration of a service home: ``users add|list``, and the listings that read its store.
+"""Administration of a service home: ``users add|list|revoke``, and the listings that read its
+store.
 
 These commands open the home's database directly, so they work whether or not its service runs, and
 they see every user's programs and jobs. ``programs list``, ``jobs list`` and ``logs`` read the
@@ -29,7 +30,7 @@ def uses_store(args: argparse.Namespace) -> bool:
 
 
 def add_parser(sub: Any) -> None:
-    """Register ``users add|list`` on the top-level subparsers ``sub``."""
+    """Register ``users add|list|revoke`` on the top-level subparsers ``sub``."""
     users = sub.add_parser("users", help="manage the accounts of a service home")
     users_sub = users.add_subparsers(dest="action", required=True)
     add = users_sub.add_parser("add", help="create a user (or a new token); prints the token last")
@@ -38,6 +39,14 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--home")
     add.add_argument("--database-url")
     add.set_defaults(handler=_users_add)
+    revoke = users_sub.add_parser(
+        "revoke", help="delete a user's API tokens (all of them, or the one given with --token)"
+    )
+    revoke.add_argument("name")
+    revoke.add_argument("--token", help="revoke only this token (default: every token of NAME)")
+    revoke.add_argument("--home")
+    revoke.add_argument("--database-url")
+    revoke.set_defaults(handler=_users_revoke)
     users_list = users_sub.add_parser("list", help="list users")
     users_list.add_argument("--home")
     users_list.add_argument("--database-url")
@@ -67,6 +76,26 @@ def _users_add(ctx: Context) -> int:
     rights = "may upload programs" if args.can_upload else "may not upload programs"
     print(f"User {args.name!r} ({rights}). API token (shown once):")
     print(token)
+    return OK
+
+
+def _users_revoke(ctx: Context) -> int:
+    from prefect_qiskit_runtime.server.store import StoreError
+
+    args = ctx.args
+    store = _store(args)
+    try:
+        revoked = store.revoke_tokens(args.name, args.token)
+    except StoreError as exc:
+        print(exc.message, file=sys.stderr)
+        return USAGE
+    finally:
+        store.dispose()
+    if args.token is not None and not revoked:
+        print(f"That token is not one of {args.name!r}'s.", file=sys.stderr)
+        return FAILED
+    # A running service trusts a token it checked for up to 30 s (auth.TOKEN_CACHE_SECONDS).
+    print(f"Revoked {revoked} token(s) of {args.name!r}; running services refuse them within 30 s.")
     return OK
 
 

@@ -51,6 +51,31 @@ def test_users_add_prints_the_token_last(service: RunningService) -> None:
     assert refused.returncode != 0
 
 
+def test_users_revoke_one_token_or_all(service: RunningService) -> None:
+    """A revoked token is refused once the service's cache forgets it (a logout does it at once);
+    the user's other tokens keep working until they are revoked too."""
+    home = ("--home", str(service.home))
+    tokens = [cli("users", "add", "dave", *home).stdout.strip().splitlines()[-1] for _ in range(3)]
+    for token in tokens:  # each one checked, so the service trusts it from its cache
+        assert Api(service.url, token).get("/programs").status_code == 200
+
+    def refused(token: str) -> bool:
+        api = Api(service.url, token)
+        assert api.request("POST", "/logout").status_code in (200, 204, 401)
+        return api.get("/programs").status_code == 401
+
+    one = cli("users", "revoke", "dave", "--token", tokens[0], *home)
+    assert "Revoked 1 token" in one.stdout
+    assert refused(tokens[0]) and not refused(tokens[1])
+    again = cli("users", "revoke", "dave", "--token", tokens[0], *home, check=False)
+    assert again.returncode != 0 and "not one of 'dave'" in again.stderr
+    rest = cli("users", "revoke", "dave", *home)
+    assert "Revoked 2 token" in rest.stdout
+    assert refused(tokens[1]) and refused(tokens[2])
+    nobody = cli("users", "revoke", "nobody", *home, check=False)
+    assert nobody.returncode != 0 and "No user named 'nobody'" in nobody.stderr
+
+
 def test_admin_listings(service: RunningService, alice: Api) -> None:
     """``programs list``, ``jobs list`` and ``logs`` read the store of a home directly."""
     job_id = alice.run(alice.upload(PUBLISHER, "cli-listed"), {"iterations": 0})

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from prefect_qiskit_runtime.server.store.engine import StoreBase
@@ -80,6 +80,28 @@ class UserStore(StoreBase):
                 user.can_upload = True
             s.add(Token(token_hash=hash_token(token), user_id=user.id))
         return user, token
+
+    def revoke_tokens(self, name: str, token: str | None = None) -> int:
+        """Delete the API tokens of a user: all of them, or only ``token``.
+
+        Args:
+            name: The user.
+            token: One of the user's tokens; ``None`` revokes every token of the user.
+
+        Returns:
+            How many tokens were deleted (0 when the token is not the user's).
+
+        Raises:
+            StoreError: If there is no such user.
+        """
+        with self.write() as s:
+            user = s.scalars(select(User).where(User.name == name.strip())).first()
+            if user is None or user.is_system:
+                raise StoreError("USER_NOT_FOUND", f"No user named {name!r}.")
+            query = delete(Token).where(Token.user_id == user.id)
+            if token is not None:
+                query = query.where(Token.token_hash == hash_token(token))
+            return int(s.execute(query).rowcount or 0)  # type: ignore[attr-defined]
 
     def user_for_token(self, token: str | None) -> User | None:
         """Return the user a token belongs to, or ``None``.
