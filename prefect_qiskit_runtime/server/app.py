@@ -100,6 +100,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def _has_nul(scope: Scope) -> bool:
+    """Whether the request's path or query string carries a NUL character (``%00``)."""
+    return "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+
+
 class ServiceMiddleware:
     """Counts requests for the idle timeout and the metrics, and caps request bodies.
 
@@ -149,6 +154,16 @@ class ServiceMiddleware:
             return message
 
         try:
+            if _has_nul(scope):
+                # PostgreSQL text cannot hold NUL: an id or filter with one is bad input, not a 500.
+                message = "The request's path and query must not contain NUL characters."
+                if scope["type"] == "http":
+                    await error_response(400, "INVALID_REQUEST", message)(
+                        scope, receive, send_wrapper
+                    )
+                else:
+                    await send_wrapper({"type": "websocket.close", "code": 1008})
+                return
             if scope["type"] == "http":
                 length = _content_length(scope)
                 if length is not None and length > limit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Longest execution-time limit a program or a job may ask for: a week, in seconds.
 _MAX_SECONDS = 7 * 24 * 3600
@@ -16,10 +16,26 @@ _MAX_SECONDS = 7 * 24 * 3600
 MAX_TAGS = 50
 
 
-class ProgramCreate(BaseModel):
-    """Body of ``POST /runtime/programs`` in its JSON form."""
+class _Body(BaseModel):
+    """A request body: unknown fields ignored, no NUL character in any text field.
+
+    PostgreSQL text cannot hold NUL: a name with one would fail deep in the store (a 500) instead
+    of being refused as the bad input it is.
+    """
 
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class ProgramCreate(_Body):
+    """Body of ``POST /runtime/programs`` in its JSON form."""
 
     name: str = Field(min_length=1, max_length=200)
     data: str = Field(min_length=1, description="Standard base64 of the program's UTF-8 source.")
@@ -30,10 +46,8 @@ class ProgramCreate(BaseModel):
     spec: dict[str, Any] | None = None
 
 
-class ProgramUpdate(BaseModel):
+class ProgramUpdate(_Body):
     """Body of ``PATCH /runtime/programs/{id}``: only the given fields change."""
-
-    model_config = ConfigDict(extra="ignore")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=100_000)
@@ -42,10 +56,8 @@ class ProgramUpdate(BaseModel):
     spec: dict[str, Any] | None = None
 
 
-class JobCreate(BaseModel):
+class JobCreate(_Body):
     """Body of ``POST /runtime/jobs`` (``spec/runtime-api.md`` §3.4)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     program_id: str = Field(min_length=1, max_length=100)
     backend: str = Field(min_length=1, max_length=200)
@@ -59,10 +71,8 @@ class JobCreate(BaseModel):
     max_execution_time: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
 
 
-class ModernJobCreate(BaseModel):
+class ModernJobCreate(_Body):
     """Body of ``POST /api/v1/jobs``: a primitive job as ``qiskit-ibm-runtime`` sends it."""
-
-    model_config = ConfigDict(extra="ignore")
 
     program_id: str = Field(min_length=1, max_length=100)
     backend: str | None = Field(default=None, min_length=1, max_length=200)
@@ -77,10 +87,8 @@ class ModernJobCreate(BaseModel):
     calibration_id: str | None = Field(default=None, max_length=200)
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(_Body):
     """Body of ``POST /api/v1/sessions``: a session (``dedicated``) or a batch."""
-
-    model_config = ConfigDict(extra="ignore")
 
     mode: str = Field(default="dedicated", max_length=20)
     backend: str = Field(min_length=1, max_length=200)
@@ -88,18 +96,14 @@ class SessionCreate(BaseModel):
     max_ttl: int | None = Field(default=None, gt=0, le=_MAX_SECONDS)
 
 
-class SessionUpdate(BaseModel):
+class SessionUpdate(_Body):
     """Body of ``PATCH /api/v1/sessions/{id}``."""
-
-    model_config = ConfigDict(extra="ignore")
 
     accepting_jobs: bool
 
 
-class TagsUpdate(BaseModel):
+class TagsUpdate(_Body):
     """Body of ``PUT /api/v1/jobs/{id}/tags``."""
-
-    model_config = ConfigDict(extra="ignore")
 
     tags: list[str] = Field(max_length=MAX_TAGS)
 

@@ -108,6 +108,14 @@ def test_a_service_on_postgresql_runs_cancels_and_recovers_after_kill_9(
         assert api.request("POST", f"/jobs/{cancelled}/cancel").status_code == 204
         job = api.wait(cancelled)
         assert job["status"] == "CANCELLED" and api.get(f"/jobs/{cancelled}/results").text == ""
+        # PostgreSQL text cannot hold NUL: refused as bad input, in a body, a path or a query.
+        for answer in (
+            api.post_json("/programs", {"name": "bad\x00name", "data": "eA==", "cost": 60}),
+            api.get("/jobs/x%00y"),
+            api.get("/jobs", params={"pending": "true", "program": "a\x00b"}),
+        ):
+            assert answer.status_code == 400, answer.text
+            assert "NUL" in answer.json()["error"]["message"]
         running = api.run(sleeper)
         api.wait_running(running)
         queued = api.run(publisher, {"iterations": 3})
