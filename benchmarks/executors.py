@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -97,6 +98,7 @@ def measure(scratch: Path, jobs: int = 40, workers: int = 2, latency: int = 5) -
         "jobs": jobs,
         "workers": workers,
         "clients": 2 * workers,
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "local": measure_service(scratch / "local-home", (), {}, jobs, workers, latency),
         "ray": dict.fromkeys(FIGURES),
     }

@@ -18,8 +18,10 @@ a load balancer would: :func:`scaleout.closed_loop`). Figures per configuration:
 
 - ``jobs_per_s``, ``submit_p50_ms``/``submit_p99_ms`` (the ``POST /jobs``),
   ``round_trip_p50_ms``/``round_trip_p99_ms`` (submission to result, under that load);
-- ``jobs_run_per_replica`` (from the jobs table: which instance claimed each job) and
-  ``ran_elsewhere`` (jobs run by another replica than the one they were submitted to);
+- ``jobs_run_per_replica`` (from the jobs table: which instance claimed each job),
+  ``ran_elsewhere`` (jobs run by another replica than the one they were submitted to, whose end
+  the waiting replica learns from the store, not from its in-process broker) and
+  ``ran_elsewhere_round_trip_p50_ms`` (their median round trip);
 - ``lost``: submitted jobs that did not end ``COMPLETED`` with their own input as result (read back
   afterwards, untimed); ``duplicates``: rows of the jobs table beyond one per submitted job, plus
   job ids handed out twice; ``statuses``: the final states of the timed jobs.
@@ -152,6 +154,12 @@ def measure_replicas(
             instance != instances[load.target[x_of[job_id]]]
             for job_id, (_status, instance) in timed.items()
         )
+        elsewhere = [
+            ms
+            for x, ms in zip(load.inputs, load.round_trip_ms, strict=True)
+            if timed.get(load.submitted[x].job_id(), ("", None))[1] != instances[load.target[x]]
+        ]
+        out["ran_elsewhere_round_trip_p50_ms"] = bench.median(elsewhere) if elsewhere else None
         out["lost"] = jobs - delivered
         out["duplicates"] = (len(rows) - len(warm) - len(x_of)) + (len(load.submitted) - len(x_of))
         out["statuses"] = dict(Counter(status for status, _instance in timed.values()))
@@ -183,6 +191,8 @@ def measure(
     if not url:
         return {"skipped": HOW_TO_ENABLE}
     report: dict[str, Any] = {"jobs": jobs, "clients": clients, "workers": workers, "runs": []}
+    # Other work on the machine skews every figure; the load average says how much there was.
+    report["load_average_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for replicas in REPLICAS:
         home = scratch / f"{replicas}-replicas"
         with fresh_schema(url) as schema_url:
@@ -211,6 +221,7 @@ ROWS = (
     "round_trip_p99_ms",
     "jobs_run_per_replica",
     "ran_elsewhere",
+    "ran_elsewhere_round_trip_p50_ms",
     "lost",
     "duplicates",
 )
@@ -242,6 +253,7 @@ def render(console: Any, report: dict[str, Any]) -> None:
             )
         table.add_row(figure, *cells)
     console.print(table)
+    console.print(f"load average {report['load_average_1m']:.2f} at the start", soft_wrap=True)
     for line in problems(report):
         console.print(f"[red]- {line}[/red]")
 

@@ -25,6 +25,7 @@ class Load:
         jobs_per_s: Jobs over the wall time from the first submission to the last result.
         submit_ms: Per job, the submission request (``run()`` until it returns).
         round_trip_ms: Per job, ``run()`` until ``result()`` returns.
+        inputs: Per job, its input ``x`` (in the order of ``submit_ms`` and ``round_trip_ms``).
         submitted: The jobs by their input ``x`` (each must return ``x``).
         target: Per input ``x``, the index of the service it was submitted to.
     """
@@ -32,6 +33,7 @@ class Load:
     jobs_per_s: float
     submit_ms: list[float] = field(default_factory=list)
     round_trip_ms: list[float] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)
     submitted: dict[int, Any] = field(default_factory=dict)
     target: dict[int, int] = field(default_factory=dict)
 
@@ -80,6 +82,7 @@ def closed_loop(services: list[bench.Service], program: str, clients: int, total
                 with lock:
                     load.submit_ms.append((t1 - t0) * 1000)
                     load.round_trip_ms.append((t2 - t0) * 1000)
+                    load.inputs.append(x)
                     load.submitted[x], load.target[x] = job, target
         except BaseException as exc:
             errors.append(exc)
