@@ -1099,24 +1099,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the scratch directory (logs, service homes)"
     )
-    parser.add_argument(
-        "--executors",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also time N noop jobs on the local and the Ray executor (benchmarks/executors.py)",
-    )
-    parser.add_argument(
-        "--replicas",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also time N noop jobs on 1 and 2 replicas on one PostgreSQL (benchmarks/replicas.py)",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        help="the database of --replicas (default $PQR_BENCH_POSTGRES_URL, $PQR_TEST_POSTGRES_URL)",
-    )
+    import scaleout
+
+    scaleout.add_arguments(parser)  # --executors N, --replicas N, --postgres-url URL
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1172,31 +1157,15 @@ def main(argv: list[str] | None = None) -> int:
     with run.section("cold_start"):
         report["cold_start"] = measure_cold_start(run)
 
-    executors_report: dict[str, Any] | None = None
-    if args.executors:
-        import executors
+    import scaleout
 
-        with run.section("executors"):
-            executors_report = executors.measure(run.path("executors"), args.executors)
-    replicas_report: dict[str, Any] | None = None
-    if args.replicas:
-        import replicas
-
-        with run.section("replicas"):
-            url = replicas.postgres_url(args.postgres_url)
-            replicas_report = replicas.measure(run.path("replicas"), args.replicas, url)
-            run.failures.extend(replicas.problems(replicas_report))
+    scale = scaleout.measure(run, args)  # only with --executors or --replicas
 
     report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
-    for name, extra in (("executors", executors_report), ("replicas", replicas_report)):
-        if extra is not None:
-            report[name] = extra
-    if executors_report is not None or replicas_report is not None:
-        import scaleout
-
-        scaleout.render(run.console, executors_report, replicas_report)
+    report.update(scale)
+    scaleout.render(run.console, scale.get("executors"), scale.get("replicas"))
     run.step(f"total {time.monotonic() - began:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,10 +4,12 @@
 run a fixed number of noop jobs between them, each job submitted and awaited in turn, spread over
 one or more services round robin (as a load balancer in front of replicas would). :func:`render`
 prints both comparisons, and, when both were measured, one table with a row per configuration.
+:func:`add_arguments` and :func:`measure` are ``run.py``'s ``--executors`` and ``--replicas``.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import threading
 import time
@@ -162,3 +164,46 @@ def render(console: Any, executors: dict[str, Any] | None, replicas: dict[str, A
     for row in scaleout_rows(executors, replicas):
         table.add_row(*row)
     console.print(table)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``run.py``'s options of the two comparisons."""
+    parser.add_argument(
+        "--executors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N noop jobs on the local and the Ray executor (benchmarks/executors.py)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N noop jobs on 1 and 2 replicas on one PostgreSQL (benchmarks/replicas.py)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        help="the database of --replicas (default $PQR_BENCH_POSTGRES_URL, $PQR_TEST_POSTGRES_URL)",
+    )
+
+
+def measure(run: bench.Run, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The comparisons ``args`` asks for, each a section of ``run`` (a failure is recorded).
+
+    Returns:
+        ``executors`` and ``replicas`` reports, for those that were asked for and did not fail.
+    """
+    import executors
+    import replicas
+
+    out: dict[str, dict[str, Any]] = {}
+    if args.executors:
+        with run.section("executors"):
+            out["executors"] = executors.measure(run.path("executors"), args.executors)
+    if args.replicas:
+        with run.section("replicas"):
+            url = replicas.postgres_url(args.postgres_url)
+            out["replicas"] = replicas.measure(run.path("replicas"), args.replicas, url)
+            run.failures.extend(replicas.problems(out["replicas"]))
+    return out
