@@ -13,7 +13,9 @@ time; the Ray one runs on a one-node cluster of W CPUs started for the run
 - ``service_start_s``: ``server start`` until it accepts jobs (Ray: connecting included);
 - ``first_job_s``: the first noop job, submission to result;
 - ``latency_p50_ms``: the median of K noop jobs one after the other;
-- ``jobs_per_s``: N noop jobs from 2·W concurrent clients, so that every slot stays busy;
+- ``jobs_per_s``: N noop jobs from 2·W concurrent clients, so that every slot stays busy
+  (:func:`scaleout.closed_loop`, as for the replicas), with ``round_trip_p50_ms`` and
+  ``round_trip_p99_ms``, ``submit_p50_ms`` and ``submit_p99_ms`` of those jobs;
 - ``cluster_start_s`` (Ray only): ``ray start --head`` until the cluster is up.
 
 Without Ray installed, the Ray column is ``n/a`` and the run says why.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -34,8 +37,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402
+import scaleout  # noqa: E402
 
-FIGURES = ("cluster_start_s", "service_start_s", "first_job_s", "latency_p50_ms", "jobs_per_s")
+FIGURES = (
+    "cluster_start_s",
+    "service_start_s",
+    "first_job_s",
+    "latency_p50_ms",
+    "jobs_per_s",
+    "submit_p50_ms",
+    "submit_p99_ms",
+    "round_trip_p50_ms",
+    "round_trip_p99_ms",
+)
 
 
 def measure_service(
@@ -44,7 +58,8 @@ def measure_service(
     """Start a service with ``extra`` arguments and time noop jobs on it.
 
     Returns:
-        ``service_start_s``, ``first_job_s``, ``latency_p50_ms`` and ``jobs_per_s``.
+        ``service_start_s``, ``first_job_s``, ``latency_p50_ms`` and the figures of
+        :meth:`scaleout.Load.figures`.
     """
     began = time.perf_counter()
     service = bench.Service.start(home, "--workers", str(workers), *extra, env=env, timeout=300)
@@ -61,15 +76,13 @@ def measure_service(
             bench.trivial_job(client, program, x)
             samples.append((time.perf_counter() - began) * 1000)
         out["latency_p50_ms"] = bench.median(samples)
-        out["jobs_per_s"] = bench.throughput(service, program, 2 * workers, jobs)
+        out.update(scaleout.closed_loop([service], program, 2 * workers, jobs).figures())
     finally:
         service.stop()
     return out
 
 
-def measure(
-    scratch: Path, jobs: int = 40, workers: int = 2, latency: int = 5
-) -> dict[str, dict[str, Any]]:
+def measure(scratch: Path, jobs: int = 40, workers: int = 2, latency: int = 5) -> dict[str, Any]:
     """Both executors' figures (``None`` for what could not be measured, with ``error``).
 
     Args:
@@ -79,9 +92,13 @@ def measure(
         latency: Sequential jobs of the latency series.
 
     Returns:
-        ``{"local": {...}, "ray": {...}}``.
+        ``{"jobs", "workers", "clients", "local": {...}, "ray": {...}}``.
     """
-    report: dict[str, dict[str, Any]] = {
+    report: dict[str, Any] = {
+        "jobs": jobs,
+        "workers": workers,
+        "clients": 2 * workers,
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "local": measure_service(scratch / "local-home", (), {}, jobs, workers, latency),
         "ray": dict.fromkeys(FIGURES),
     }
@@ -109,11 +126,14 @@ def measure(
     return report
 
 
-def render(console: Any, report: dict[str, dict[str, Any]], jobs: int, workers: int) -> None:
+def render(console: Any, report: dict[str, Any]) -> None:
     """Print the figures side by side, with the ratio Ray / local."""
     from rich.table import Table
 
-    table = Table(title=f"executors: {jobs} noop jobs, {workers} at a time")
+    table = Table(
+        title=f"executors: {report['jobs']} noop jobs, {report['workers']} at a time, "
+        f"{report['clients']} clients"
+    )
     for column in ("figure", "local", "ray", "ray / local"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for figure in FIGURES:
@@ -144,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         report = measure(scratch, args.jobs, args.workers, args.latency_jobs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    render(Console(highlight=False), report, args.jobs, args.workers)
+    render(Console(highlight=False), report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -4,7 +4,7 @@
 Usage::
 
     python benchmarks/run.py [--quick] [--json PATH] [--chart PNG] [--cache-dir DIR] [--keep]
-                             [--executors N]
+                             [--executors N] [--replicas N [--postgres-url URL]]
 
 ``--quick`` drains 2,000 jobs (10,000 without) and shortens the other series; either way the report
 has the same keys. It prints the figures and the project's goals (pass/fail) as tables, writes the
@@ -22,6 +22,9 @@ failed (its figures are then ``null``). What is measured, and how, is in ``docs/
 - ``machine``: cores, Python, platform, package versions and the load average at the start.
 - ``executors`` (only with ``--executors N``): N noop jobs on the local executor and on the Ray
   executor, side by side (``benchmarks/executors.py``, which also runs on its own).
+- ``replicas`` (only with ``--replicas N``): N noop jobs on 1, then 2 service replicas sharing one
+  PostgreSQL database (``benchmarks/replicas.py``, which also runs on its own); with
+  ``--executors`` too, one scale-out table puts every configuration side by side.
 
 Every measurement runs against a service started for it in a temporary home; nothing of the user's
 (embedded service, Prefect home) is touched.
@@ -375,8 +378,12 @@ class Service:
             timeout=timeout,
         )
         url = info["url"]
+        # On a shared database (replicas) every service adds a token for the same user.
+        database = (
+            list(extra[extra.index("--database-url") :][:2]) if "--database-url" in extra else []
+        )
         added = subprocess.run(
-            cli_command("users", "add", "bench", "--can-upload", "--home", str(home)),
+            cli_command("users", "add", "bench", "--can-upload", "--home", str(home), *database),
             capture_output=True,
             text=True,
             timeout=120,
@@ -1092,13 +1099,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the scratch directory (logs, service homes)"
     )
-    parser.add_argument(
-        "--executors",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also time N noop jobs on the local and the Ray executor (benchmarks/executors.py)",
-    )
+    import scaleout
+
+    scaleout.add_arguments(parser)  # --executors N, --replicas N, --postgres-url URL
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1154,21 +1157,15 @@ def main(argv: list[str] | None = None) -> int:
     with run.section("cold_start"):
         report["cold_start"] = measure_cold_start(run)
 
-    executors_report: dict[str, Any] | None = None
-    if args.executors:
-        import executors
+    import scaleout
 
-        with run.section("executors"):
-            scratch_dir = run.path("executors")
-            scratch_dir.mkdir()
-            executors_report = executors.measure(scratch_dir, args.executors)
+    scale = scaleout.measure(run, args)  # only with --executors or --replicas
 
     report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
-    if executors_report is not None:
-        report["executors"] = executors_report
-        executors.render(run.console, executors_report, args.executors, 2)
+    report.update(scale)
+    scaleout.render(run.console, scale.get("executors"), scale.get("replicas"))
     run.step(f"total {time.monotonic() - began:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
