@@ -717,32 +717,9 @@ def throughput(service: Service, program: str, clients: int, total: int) -> floa
     Threads rather than processes: concurrent Prefect task runs are threads of one process (the
     default task runner), and a thread's client spends its time waiting on sockets, not the GIL.
     """
-    per_client = max(1, math.ceil(total / clients))
-    handles = [service.client() for _ in range(clients)]
-    for handle in handles:
-        handle._hub_group_project()  # account discovery belongs to set-up, not to the jobs
-    barrier = threading.Barrier(clients + 1)
-    errors: list[BaseException] = []
+    import scaleout  # imports this module: not at the top
 
-    def worker(index: int) -> None:
-        barrier.wait()
-        try:
-            for i in range(per_client):
-                trivial_job(handles[index], program, index * per_client + i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise RuntimeError(f"{len(errors)} clients failed; first: {errors[0]!r}")
-    return clients * per_client / elapsed
+    return scaleout.closed_loop([service], program, clients, total).jobs_per_s
 
 
 def measure_round_trip(run: Run, service: Service) -> dict[str, Any]:
