@@ -114,12 +114,14 @@ class QiskitRuntimePlatformCredentials(CredentialsBlock):
     cached per block and thread. Needs the ``ibm`` extra.
 
     Example:
-        ```python
-        from prefect_qiskit_runtime import QiskitRuntimeBackend
-        from prefect_qiskit_runtime.prefect.platform import QiskitRuntimePlatformCredentials
+        Load stored platform credentials and list the endpoint's backends:
 
-        platform = QiskitRuntimePlatformCredentials(token="API_KEY", instance="my-instance")
-        backend = QiskitRuntimeBackend(credentials=platform, backend_name="ibm_brisbane")
+        ```python
+        from prefect_qiskit_runtime import QiskitRuntimePlatformCredentials
+
+        platform = QiskitRuntimePlatformCredentials.load("BLOCK_NAME")
+        service = platform.get_client()  # a qiskit_ibm_runtime.QiskitRuntimeService
+        print(service.backends())
         ```
     """
 

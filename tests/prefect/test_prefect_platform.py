@@ -192,6 +192,44 @@ def test_retry_reattaches_to_the_recorded_job(
     assert len(ibm_service.jobs(limit=None)) == jobs_before + 1  # and made no other
 
 
+def test_retry_finds_an_unrecorded_job_by_its_tag(
+    ibm_backend: QiskitRuntimeBackend,
+    ibm_service: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    task_run_in_api: Callable[..., Any],
+) -> None:
+    """A first attempt that dies between the submission and the record: the tag finds the job."""
+    from prefect_qiskit_runtime.core.exceptions import RuntimeServiceUnavailable
+    from prefect_qiskit_runtime.prefect.tasks import _platform
+
+    real_record = _platform.record_job
+    submitted: list[str] = []
+
+    def dies_before_recording(job: Any, primitive: str, url: str) -> None:
+        if not submitted:
+            submitted.append(job.job_id())
+            raise RuntimeServiceUnavailable("injected: lost before the record", retryable=True)
+        real_record(job, primitive, url)
+
+    monkeypatch.setattr(_platform, "record_job", dies_before_recording)
+    jobs_before = len(ibm_service.jobs(limit=None))
+
+    @flow
+    def retried() -> tuple[Any, Any]:
+        state = run_sampler.with_options(retries=1, retry_delay_seconds=0)(
+            ibm_backend, [bell()], shots=300, return_state=True
+        )
+        return state.result(), state.state_details.task_run_id
+
+    result, task_run_id = retried()
+    assert sum(result[0].data.meas.get_counts().values()) == 300
+    assert task_run_in_api(task_run_id).run_count == 2
+    assert not _record_in_api(submitted[0])  # never recorded: the tag alone found it
+    (job,) = tagged_jobs(ibm_service, task_run_id)
+    assert job.job_id() == submitted[0]
+    assert len(ibm_service.jobs(limit=None)) == jobs_before + 1
+
+
 def _record_in_api(job_id: str) -> list[Any]:
     from prefect.client.schemas.filters import ArtifactFilterType
 
