@@ -33,7 +33,7 @@ __all__ = ["QiskitRuntimePlatformCredentials", "import_ibm_runtime"]
 #: The extra that installs ``qiskit-ibm-runtime``.
 IBM_EXTRA = "ibm"
 #: The client's IBM Cloud SDKs read these when a ``QiskitRuntimeService`` is built.
-_ENDPOINT_VARIABLES = ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL", "REQUESTS_CA_BUNDLE")
+_ENDPOINT_VARIABLES = ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL")
 # Environment variables are process-wide: one client is built at a time while they are set.
 _ENV_LOCK = threading.Lock()
 
@@ -88,21 +88,6 @@ def _endpoint_environment(values: dict[str, str]) -> Iterator[None]:
                     os.environ[name] = old
 
 
-def _trust_ca_bundle(service: Any, ca_bundle: str) -> None:
-    """Make every HTTP client of ``service`` (runtime API and IAM token refresh) trust the bundle.
-
-    ``QiskitRuntimeService`` takes only ``verify=True/False``; its sessions and token managers are
-    ``requests`` based and accept a bundle path as ``verify``.
-    """
-    clients = [service._active_api_client, *service._api_clients.values()]
-    for client in clients:
-        session = client._session
-        session.verify = ca_bundle
-        token_manager = getattr(session.auth, "tm", None)
-        if token_manager is not None:
-            token_manager.http_config = {**(token_manager.http_config or {}), "verify": ca_bundle}
-
-
 class QiskitRuntimePlatformCredentials(CredentialsBlock):
     """Credentials of a Qiskit Runtime endpoint of the modern API (IBM Quantum Platform).
 
@@ -149,17 +134,14 @@ class QiskitRuntimePlatformCredentials(CredentialsBlock):
     verify_tls: bool = Field(
         default=True,
         title="Verify TLS",
-        description="Check the endpoint's TLS certificate; turn off only for testing.",
+        description=(
+            "Check the endpoint's TLS certificate; turn off only for testing. For a self-signed "
+            "endpoint, set REQUESTS_CA_BUNDLE in the environment of the flow's process instead."
+        ),
     )
-    ca_bundle: str | None = Field(
-        default=None,
-        title="CA Bundle",
-        description="Path to a CA bundle that signs the endpoint's certificate (self-signed).",
-    )
-
     _clients: _ClientCache = PrivateAttr(default_factory=_ClientCache)
 
-    @field_validator("url", "instance", "ca_bundle", mode="before")
+    @field_validator("url", "instance", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -172,7 +154,6 @@ class QiskitRuntimePlatformCredentials(CredentialsBlock):
             self.instance or "",
             self.url or "",
             str(self.verify_tls),
-            self.ca_bundle or "",
         ]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
@@ -185,8 +166,6 @@ class QiskitRuntimePlatformCredentials(CredentialsBlock):
                 "GLOBAL_SEARCH_URL": f"{self.url}/global-search",
                 "GLOBAL_CATALOG_URL": f"{self.url}/global-catalog",
             }
-        if self.ca_bundle:
-            values["REQUESTS_CA_BUNDLE"] = self.ca_bundle
         return values
 
     def job_url(self, job_id: str) -> str:
@@ -222,7 +201,5 @@ class QiskitRuntimePlatformCredentials(CredentialsBlock):
                     verify=self.verify_tls,
                     **kwargs,
                 )
-            if self.ca_bundle and self.verify_tls:
-                _trust_ca_bundle(client, self.ca_bundle)
             self._clients.put(key, client)
         return client

@@ -8,6 +8,7 @@ mock injects the fault of the exactly-once test (a status poll whose answer is l
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import warnings
@@ -310,3 +311,37 @@ def test_missing_extra_names_it(
     fresh = QiskitRuntimePlatformCredentials(token="other", url=platform.url)
     with pytest.raises(MissingExtraError, match=r"prefect-qiskit-runtime\[ibm\]"):
         fresh.get_client()
+
+
+def test_client_build_leaves_the_environment_alone(
+    platform: QiskitRuntimePlatformCredentials,
+) -> None:
+    names = ("IAM_URL", "GLOBAL_SEARCH_URL", "GLOBAL_CATALOG_URL")
+    before = {name: os.environ.get(name) for name in names}
+    service = QiskitRuntimePlatformCredentials(token=platform.token, url=platform.url).get_client()
+    assert service.instances()[0]["name"] == "local"  # it reached our IAM and Global Search
+    assert {name: os.environ.get(name) for name in names} == before
+
+
+def test_self_signed_endpoint(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS with the service's own certificate: trusted through REQUESTS_CA_BUNDLE only."""
+    from service_helpers import start_service, stop_service
+
+    home = tmp_path_factory.mktemp("tls-home")
+    tls = start_service(home, "--tls-self-signed")
+    try:
+        token = tls.add_user("tess")
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        # The client reports the failed TLS handshake with Global Search as no instances found.
+        with pytest.raises(Exception, match="Unable to retrieve instances"):
+            QiskitRuntimePlatformCredentials(token=token, url=tls.url).get_client()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(home / "tls" / "cert.pem"))
+        trusted = QiskitRuntimePlatformCredentials(token=token, url=tls.url)
+        backend = QiskitRuntimeBackend(credentials=trusted, backend_name="aer_simulator")
+        # The task's implementation outside a flow: the same client, sessions and token manager.
+        result = run_sampler.fn(backend, [bell()], shots=200)
+        assert sum(result[0].data.meas.get_counts().values()) == 200
+    finally:
+        stop_service(tls)
