@@ -205,10 +205,12 @@ def test_retry_finds_an_unrecorded_job_by_its_tag(
 
     real_record = _platform.record_job
     submitted: list[str] = []
+    records_at_fault: list[int] = []
 
     def dies_before_recording(job: Any, primitive: str, url: str) -> None:
         if not submitted:
             submitted.append(job.job_id())
+            records_at_fault.append(len(_record_in_api(job.job_id())))
             raise RuntimeServiceUnavailable("injected: lost before the record", retryable=True)
         real_record(job, primitive, url)
 
@@ -225,7 +227,9 @@ def test_retry_finds_an_unrecorded_job_by_its_tag(
     result, task_run_id = retried()
     assert sum(result[0].data.meas.get_counts().values()) == 300
     assert task_run_in_api(task_run_id).run_count == 2
-    assert not _record_in_api(submitted[0])  # never recorded: the tag alone found it
+    # Not recorded when the first attempt died: the retry found it by its tag, then recorded it.
+    assert records_at_fault == [0]
+    assert len(_record_in_api(submitted[0])) == 1
     (job,) = tagged_jobs(ibm_service, task_run_id)
     assert job.job_id() == submitted[0]
     assert len(ibm_service.jobs(limit=None)) == jobs_before + 1
@@ -265,16 +269,22 @@ def test_task_timeout_cancels_the_job_and_closes_its_session(
     assert details["state"] == "closed" and details["accepting_jobs"] is False
 
 
+@pytest.mark.parametrize("limit", ["task timeout_seconds", "timeout argument"])
 def test_async_timeout_cancels_the_job_and_closes_its_batch(
-    ibm_backend: QiskitRuntimeBackend, ibm_service: Any
+    ibm_backend: QiskitRuntimeBackend, ibm_service: Any, limit: str
 ) -> None:
+    """Prefect's timeout cancels the awaiting coroutine (the job is cancelled from the event loop's
+    side); the task's own ``timeout=`` raises in its worker thread."""
     device = ibm_backend.model_copy(update={"backend_name": "fake_5q_device"})
     pub = slow_isa_pub(ibm_service)
+    by_prefect = limit == "task timeout_seconds"
+    task_options: dict[str, Any] = {"retries": 0, "timeout_seconds": 3 if by_prefect else None}
+    timeout = None if by_prefect else 2.0
 
     @flow
     async def waits_too_long() -> tuple[Any, Any]:
-        state = await arun_sampler.with_options(retries=0)(
-            device, [pub], mode="batch", timeout=2, return_state=True
+        state = await arun_sampler.with_options(**task_options)(
+            device, [pub], mode="batch", timeout=timeout, return_state=True
         )
         try:
             await state.aresult()
@@ -283,11 +293,57 @@ def test_async_timeout_cancels_the_job_and_closes_its_batch(
         return (None, ""), state.state_details.task_run_id
 
     (failed, message), task_run_id = asyncio.run(waits_too_long())
-    assert failed is RuntimeJobTimeoutError, message
+    assert failed is not None and issubclass(failed, TimeoutError), message
+    assert (failed is RuntimeJobTimeoutError) is not by_prefect
     (job,) = tagged_jobs(ibm_service, task_run_id)
     assert job.status() == "CANCELLED"
     details = job._api_client.session_details(job.session_id)
     assert details["mode"] == "batch" and details["state"] == "closed"
+
+
+def test_flow_run_cancellation_cancels_the_job_and_closes_its_session(
+    ibm_backend: QiskitRuntimeBackend, ibm_service: Any, poll: Callable[..., Any]
+) -> None:
+    """A flow run set to Cancelling (as ``prefect flow-run cancel`` does) while its task waits."""
+    import threading
+    import uuid
+
+    from prefect.states import Cancelling
+
+    device = ibm_backend.model_copy(update={"backend_name": "fake_5q_device"})
+    pub = slow_isa_pub(ibm_service)
+    marker = f"cancel-me-{uuid.uuid4().hex[:8]}"
+    outcome: list[Any] = []
+
+    @flow
+    def cancelled_from_outside() -> None:
+        state = run_sampler.with_options(retries=0)(
+            device,
+            [pub],
+            mode="session",
+            options={"environment": {"job_tags": [marker]}},
+            return_state=True,
+        )
+        outcome.append(failure_of(state))
+
+    runner = threading.Thread(target=lambda: cancelled_from_outside(return_state=True))
+    started = time.monotonic()
+    runner.start()
+    try:
+        jobs = poll(lambda: ibm_service.jobs(job_tags=[marker]), 120, "the job to be submitted")
+        (tag,) = [t for t in jobs[0].tags if t.startswith("prefect-task-run-")]
+        with get_client(sync_client=True) as client:
+            task_run = client.read_task_run(uuid.UUID(tag.removeprefix("prefect-task-run-")))
+            client.set_flow_run_state(task_run.flow_run_id, Cancelling(), force=True)
+    finally:
+        runner.join(timeout=120)
+    assert not runner.is_alive()
+    assert time.monotonic() - started < 90  # the job alone would take minutes
+    ((failed, message),) = outcome
+    assert failed is not None and "flow run was cancelled" in message, message
+    job = ibm_service.job(jobs[0].job_id())
+    assert job.status() == "CANCELLED"
+    assert job._api_client.session_details(job.session_id)["state"] == "closed"
 
 
 def test_block_round_trip_makes_no_network_call(platform: QiskitRuntimePlatformCredentials) -> None:

@@ -150,18 +150,27 @@ def recorded_job_id() -> str | None:
     return None
 
 
-def previous_job(service: Any, tag: str | None) -> Any:
-    """The job an earlier attempt of this task run submitted, or ``None`` (first attempt)."""
+def previous_job(service: Any, tag: str | None) -> tuple[Any, bool]:
+    """The job an earlier attempt of this task run submitted, and whether Prefect has its record.
+
+    Returns:
+        ``(job, recorded)``; ``(None, False)`` on a first attempt or when no job was submitted.
+    """
     if tag is None or pu.task_run_count() <= 1:
-        return None
+        return None, False
     job_id = recorded_job_id()
+    recorded = job_id is not None
     if job_id is None:
         tagged = service.jobs(job_tags=[tag], limit=1)
         job_id = tagged[0].job_id() if tagged else None
     if job_id is None:
-        return None
-    pu.run_logger().info("Re-attaching to primitive job %s of an earlier attempt", job_id)
-    return service.job(job_id)
+        return None, False
+    pu.run_logger().info(
+        "Re-attaching to primitive job %s of an earlier attempt (found by its %s)",
+        job_id,
+        "record" if recorded else "tag",
+    )
+    return service.job(job_id), recorded
 
 
 def wait_final(job: Any, timeout: float | None, abort: threading.Event | None) -> str:

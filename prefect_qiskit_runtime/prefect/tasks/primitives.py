@@ -78,7 +78,6 @@ def _submit(
     run_kwargs: dict[str, Any],
     mode: Mode,
     options: dict[str, Any],
-    attached: pl.Attached,
 ) -> Any:
     """Open the session or batch ``mode`` asks for and submit the job in it."""
     from prefect_qiskit_runtime.prefect.platform import import_ibm_runtime
@@ -115,7 +114,7 @@ def _run_primitive(
     try:
         service = backend.get_platform_client()
         tag = pl.task_run_tag()
-        job = pl.previous_job(service, tag)
+        job, recorded = pl.previous_job(service, tag)
         attached.own_session = mode != "job"
         if job is None:
             job = _submit(
@@ -126,9 +125,7 @@ def _run_primitive(
                 run_kwargs,
                 mode,
                 primitive_options(backend, options, tag),
-                attached,
             )
-            attached.job = job
             pu.run_logger().info(
                 "Primitive job %s: %s on %s%s",
                 job.job_id(),
@@ -137,8 +134,9 @@ def _run_primitive(
                 f" in {mode} {job.session_id}" if job.session_id else "",
             )
             pl.emit_job(job, primitive, "submitted", {"backend": backend.backend_name})
-            pl.record_job(job, primitive, credentials.job_url(job.job_id()))
         attached.job = job
+        if not recorded:  # before waiting: a retry must find this job
+            pl.record_job(job, primitive, credentials.job_url(job.job_id()))
         status = pl.wait_final(job, timeout, abort)
         if artifacts:
             pl.publish_metrics(job, primitive, credentials.job_url(job.job_id()), status)
