@@ -346,6 +346,31 @@ def test_flow_run_cancellation_cancels_the_job_and_closes_its_session(
     assert job._api_client.session_details(job.session_id)["state"] == "closed"
 
 
+def test_block_max_execution_time_ends_the_job_on_the_endpoint(
+    ibm_backend: QiskitRuntimeBackend, ibm_service: Any
+) -> None:
+    """The block's ``max_execution_time`` travels as the primitive's option; the service ends the
+    job, and the task fails at once without a retry."""
+    from prefect_qiskit_runtime.core.exceptions import RuntimeJobFailureError
+
+    limited = ibm_backend.model_copy(
+        update={"backend_name": "fake_5q_device", "max_execution_time": 2}
+    )
+    pub = slow_isa_pub(ibm_service)
+
+    @flow
+    def too_long() -> tuple[Any, Any]:
+        state = run_sampler.with_options(retries=2, retry_delay_seconds=0)(
+            limited, [pub], return_state=True
+        )
+        return failure_of(state), state.state_details.task_run_id
+
+    (failed, message), task_run_id = too_long()
+    assert failed is RuntimeJobFailureError and "maximum execution time" in message, message
+    (job,) = tagged_jobs(ibm_service, task_run_id)  # not retried: one job
+    assert job.status() == "ERROR"
+
+
 def test_block_round_trip_makes_no_network_call(platform: QiskitRuntimePlatformCredentials) -> None:
     # Port 9 (discard) on a TEST-NET address: any connection attempt would hang or fail.
     offline = QiskitRuntimePlatformCredentials(token="t", url="http://192.0.2.1:9", instance="x")

@@ -19,6 +19,7 @@ A retryable failure leaves both alone: the retry re-attaches to them.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -72,11 +73,14 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, QiskitRuntimeError):
         return exc
     import requests
-    from qiskit_ibm_runtime.api.exceptions import RequestsApiError as IBMRequestsApiError
-    from qiskit_ibm_runtime.exceptions import IBMError
 
     if isinstance(exc, requests.RequestException):
         return RuntimeServiceUnavailable(f"Endpoint unreachable: {exc}", retryable=True)
+    if "qiskit_ibm_runtime" not in sys.modules:  # it cannot have raised
+        return exc
+    from qiskit_ibm_runtime.api.exceptions import RequestsApiError as IBMRequestsApiError
+    from qiskit_ibm_runtime.exceptions import IBMError
+
     if isinstance(exc, IBMRequestsApiError):
         status = exc.status_code
         return RequestsApiError(
