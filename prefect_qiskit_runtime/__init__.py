@@ -26,6 +26,7 @@ _LAZY = {
     "RunnerResult": "prefect_qiskit_runtime.core.codec",
     "QiskitRuntimeCredentials": "prefect_qiskit_runtime.prefect.blocks",
     "QiskitRuntimeBackend": "prefect_qiskit_runtime.prefect.blocks",
+    "QiskitRuntimePlatformCredentials": "prefect_qiskit_runtime.prefect.blocks",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -47,3 +48,4 @@ if "prefect" in sys.modules:  # pragma: no branch - depends on the importing pro
         # Bound here, not only importable: `prefect block register -m` scans the module's members.
         QiskitRuntimeCredentials = _blocks.QiskitRuntimeCredentials
         QiskitRuntimeBackend = _blocks.QiskitRuntimeBackend
+        QiskitRuntimePlatformCredentials = _blocks.QiskitRuntimePlatformCredentials

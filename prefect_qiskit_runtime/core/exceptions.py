@@ -98,10 +98,15 @@ class EmbeddedServiceError(QiskitRuntimeError):
     """The embedded service could not be started or reached."""
 
 
+class MissingExtraError(QiskitRuntimeError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
 __all__ = [
     "EmbeddedServiceError",
     "IBMQInputValueError",
     "IBMQNotAuthorizedError",
+    "MissingExtraError",
     "QiskitRuntimeError",
     "RequestsApiError",
     "RuntimeAuthenticationError",

@@ -1,76 +1,36 @@
 """Prefect blocks: where a runtime service is and how jobs run on it.
 
-Two blocks, saved once and loaded by name in any flow:
+Three blocks, saved once and loaded by name in any flow:
 
 - :class:`QiskitRuntimeCredentials` says *where*: the service URL (empty for the embedded service
   on this machine), the API token and the hub/group/project. ``get_client()`` hands back a
   :class:`~prefect_qiskit_runtime.client.RuntimeService`, cached per block and per thread.
+- :class:`~prefect_qiskit_runtime.prefect.platform.QiskitRuntimePlatformCredentials` says where a
+  Qiskit Runtime endpoint of the modern API is (IBM Quantum Platform, or this package's service):
+  a backend block holding it sends primitive jobs through ``qiskit-ibm-runtime``.
 - :class:`QiskitRuntimeBackend` says *how*: which backend, default inputs and run options, a
   ``max_execution_time`` override, and the retry policy of the tasks that run jobs.
 
-Building, saving or loading either block never touches the network: the first request happens when a
+Building, saving or loading any block never touches the network: the first request happens when a
 task (or your code) asks the client for something.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
+from prefect_qiskit_runtime.prefect._blockutils import _DOCS, _LOGO, _ClientCache
+from prefect_qiskit_runtime.prefect.platform import QiskitRuntimePlatformCredentials
+
 if TYPE_CHECKING:
     from prefect_qiskit_runtime.client import RuntimeService
 
-_DOCS = "https://prefect-qiskit-runtime.github.io/prefect-qiskit-runtime"
-# The Qiskit organisation's avatar: square, 200 px, served by GitHub's CDN.
-_LOGO = "https://avatars.githubusercontent.com/u/30696987?s=200&v=4"
-
-__all__ = ["QiskitRuntimeBackend", "QiskitRuntimeCredentials"]
-
-
-class _ClientCache:
-    """Clients of one block, one per thread and per connection settings.
-
-    ``requests.Session`` is not safe to share between threads, so every thread gets its own client.
-    The cache never travels with the block: copying or pickling a block (Dask, Ray, process pools,
-    ``model_copy(deep=True)``) gives the copy an empty cache, and two blocks compare equal whatever
-    their caches hold.
-    """
-
-    __slots__ = ("_local",)
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def get(self, key: str) -> Any:
-        clients: dict[str, Any] | None = getattr(self._local, "clients", None)
-        return None if clients is None else clients.get(key)
-
-    def put(self, key: str, client: Any) -> None:
-        clients: dict[str, Any] | None = getattr(self._local, "clients", None)
-        if clients is None:
-            clients = self._local.clients = {}
-        clients.clear()  # settings changed: the old client is no longer right for this block
-        clients[key] = client
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ClientCache)
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __copy__(self) -> _ClientCache:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _ClientCache:
-        return _ClientCache()
-
-    def __reduce__(self) -> tuple[type[_ClientCache], tuple[()]]:
-        return (_ClientCache, ())
+__all__ = ["QiskitRuntimeBackend", "QiskitRuntimeCredentials", "QiskitRuntimePlatformCredentials"]
 
 
 class QiskitRuntimeCredentials(CredentialsBlock):
@@ -243,9 +203,12 @@ class QiskitRuntimeBackend(Block):
     _logo_url: ClassVar[Any] = _LOGO
     _documentation_url: ClassVar[Any] = f"{_DOCS}/concepts/blocks/"
 
-    credentials: QiskitRuntimeCredentials = Field(
+    credentials: QiskitRuntimeCredentials | QiskitRuntimePlatformCredentials = Field(
         default_factory=QiskitRuntimeCredentials,
-        description="Credentials of the service the jobs run on.",
+        description=(
+            "Credentials of the service the jobs run on: a runtime service of this package, or "
+            "a Qiskit Runtime endpoint (IBM Quantum Platform) reached through qiskit-ibm-runtime."
+        ),
     )
     backend_name: str = Field(
         default="aer_simulator",
@@ -299,12 +262,40 @@ class QiskitRuntimeBackend(Block):
         ),
     )
 
+    @property
+    def is_platform(self) -> bool:
+        """Whether jobs go through ``qiskit-ibm-runtime`` (platform credentials)."""
+        return isinstance(self.credentials, QiskitRuntimePlatformCredentials)
+
     def get_client(self) -> RuntimeService:
         """Return the runtime client of the block's credentials (cached per block and thread).
 
         Returns:
             The ``RuntimeService`` of ``self.credentials``.
+
+        Raises:
+            TypeError: The credentials are platform credentials, whose jobs are primitive jobs
+                of ``run_sampler``/``run_estimator`` (use ``get_platform_client``).
         """
+        if isinstance(self.credentials, QiskitRuntimePlatformCredentials):
+            raise TypeError(
+                "This backend block has IBM Quantum Platform credentials: run primitive jobs "
+                "with run_sampler/run_estimator, or use get_platform_client()."
+            )
+        return self.credentials.get_client()
+
+    def get_platform_client(self) -> Any:
+        """Return the ``qiskit_ibm_runtime.QiskitRuntimeService`` of platform credentials.
+
+        Raises:
+            TypeError: The credentials are not :class:`QiskitRuntimePlatformCredentials`.
+            MissingExtraError: ``qiskit-ibm-runtime`` is not installed.
+        """
+        if not isinstance(self.credentials, QiskitRuntimePlatformCredentials):
+            raise TypeError(
+                "Primitive jobs through qiskit-ibm-runtime need QiskitRuntimePlatformCredentials "
+                "in the backend block's credentials."
+            )
         return self.credentials.get_client()
 
     def run_options(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

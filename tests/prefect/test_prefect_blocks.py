@@ -34,9 +34,10 @@ def _our_blocks() -> list[type[Block]]:
     ]
 
 
-def test_both_blocks_are_registered_with_prefect() -> None:
+def test_the_blocks_are_registered_with_prefect() -> None:
     assert {cls.__name__ for cls in _our_blocks()} == {
         "QiskitRuntimeCredentials",
+        "QiskitRuntimePlatformCredentials",
         "QiskitRuntimeBackend",
     }
 

@@ -23,6 +23,11 @@ cancelled, it cancels the job before it fails.
 The tasks live in modules by concern: ``submission`` (``submit_job``, ``run_program``,
 ``run_and_await``), ``waiting`` (``await_result``), ``programs`` (upload, delete, list) and ``jobs``
 (cancel, delete, inspect); the events and artifacts of a job come from ``_observe``.
+
+``primitives`` (``run_sampler``, ``run_estimator``) sends primitive jobs through
+``qiskit-ibm-runtime`` to a Qiskit Runtime endpoint (IBM Quantum Platform, or this package's
+service) when the backend block holds ``QiskitRuntimePlatformCredentials``; each task run owns one
+remote job, recorded in Prefect before it waits and re-attached on a retry (``_platform``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ from prefect_qiskit_runtime.prefect.tasks.jobs import (
     cancel_job,
     delete_job,
     get_job,
+)
+from prefect_qiskit_runtime.prefect.tasks.primitives import (
+    arun_estimator,
+    arun_sampler,
+    run_estimator,
+    run_sampler,
 )
 from prefect_qiskit_runtime.prefect.tasks.programs import (
     adelete_program,
@@ -63,7 +74,9 @@ __all__ = [
     "aget_job",
     "alist_programs",
     "arun_and_await",
+    "arun_estimator",
     "arun_program",
+    "arun_sampler",
     "aupload_program",
     "await_result",
     "cancel_job",
@@ -72,7 +85,9 @@ __all__ = [
     "get_job",
     "list_programs",
     "run_and_await",
+    "run_estimator",
     "run_program",
+    "run_sampler",
     "submit_job",
     "upload_program",
 ]

@@ -14,7 +14,11 @@ from prefect_qiskit_runtime.prefect import _utils as pu
 from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend
 from prefect_qiskit_runtime.prefect.tasks._common import _COMMON, _service
 from prefect_qiskit_runtime.prefect.tasks._observe import _emit_job, link_job
-from prefect_qiskit_runtime.prefect.tasks.waiting import _await, _in_thread_cancelling
+from prefect_qiskit_runtime.prefect.tasks.waiting import (
+    _await,
+    _in_thread_cancelling,
+    _runtime_job_canceller,
+)
 
 if TYPE_CHECKING:
     import threading
@@ -262,6 +266,5 @@ async def arun_and_await(
             artifacts,
             submitted=submitted,
         ),
-        backend,
-        lambda: submitted[-1] if submitted else None,
+        _runtime_job_canceller(backend, lambda: submitted[-1] if submitted else None),
     )

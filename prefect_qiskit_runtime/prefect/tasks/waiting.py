@@ -180,19 +180,17 @@ def _await_result(
 
 async def _in_thread_cancelling(
     fn: Callable[[threading.Event], T],
-    credentials: CredentialsLike,
-    job_lookup: Callable[[], str | None],
+    cancel: Callable[[], None],
 ) -> T:
     """Run a waiting implementation on a worker thread; on cancellation stop it and cancel its job.
 
     ``asyncio`` cancellation (a task timeout, a cancelled flow run) cannot interrupt the thread, so
-    the thread gets an abort flag it checks between long-polls, and the job is cancelled from here
+    the thread gets an abort flag it checks between polls, and ``cancel`` cancels the job from here
     at once.
 
     Args:
         fn: The implementation; it receives the abort flag.
-        credentials: The service holding the job.
-        job_lookup: The id of the job to cancel, or ``None`` while none was submitted.
+        cancel: Cancels the job ``fn`` submitted or waits for, if any; it must not raise.
 
     Returns:
         What ``fn`` returns.
@@ -202,15 +200,26 @@ async def _in_thread_cancelling(
         return await asyncio.to_thread(fn, abort)
     except BaseException:
         abort.set()
-        job_id = job_lookup()
-        if job_id:
-            try:
-                # Synchronous on purpose: an await here would itself be cancelled at once.
-                job = _service(credentials).job(job_id)
-                _cancel_quietly(job, "async task cancelled")
-            except Exception as exc:
-                pu.run_logger().error("Could not cancel runtime job %s: %s", job_id, exc)
+        # Synchronous on purpose: an await here would itself be cancelled at once.
+        cancel()
         raise
+
+
+def _runtime_job_canceller(
+    credentials: CredentialsLike, job_lookup: Callable[[], str | None]
+) -> Callable[[], None]:
+    """The ``cancel`` of :func:`_in_thread_cancelling` for a job of this package's service."""
+
+    def cancel() -> None:
+        job_id = job_lookup()
+        if not job_id:
+            return
+        try:
+            _cancel_quietly(_service(credentials).job(job_id), "async task cancelled")
+        except Exception as exc:
+            pu.run_logger().error("Could not cancel runtime job %s: %s", job_id, exc)
+
+    return cancel
 
 
 @task(name="await-runtime-job", task_run_name="await-{job_id}", **_COMMON)
@@ -265,6 +274,5 @@ async def aawait_result(
     """Async twin of :func:`await_result`."""
     return await _in_thread_cancelling(
         functools.partial(_await_result, credentials, job_id, timeout, stream, decoder, artifacts),
-        credentials,
-        lambda: job_id,
+        _runtime_job_canceller(credentials, lambda: job_id),
     )
