@@ -193,6 +193,40 @@ def test_retry_reattaches_to_the_recorded_job(
     assert len(ibm_service.jobs(limit=None)) == jobs_before + 1  # and made no other
 
 
+def test_a_resent_submission_leaves_one_job(
+    ibm_backend: QiskitRuntimeBackend, ibm_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submission the client sent twice (its first answer a retryable 5xx after the endpoint
+    acted) made two jobs: the task keeps the one it was answered with and cancels the other."""
+    from prefect_qiskit_runtime.prefect.tasks import primitives
+
+    real_submit = primitives._submit
+    made: list[Any] = []
+
+    def submit_twice(*args: Any, **kwargs: Any) -> Any:
+        # The job of the answer the client never saw: slow, so it is still running when the
+        # task looks for duplicates.
+        unseen = list(args)
+        unseen[3] = [slow_isa_pub(ibm_service)]
+        made.append(real_submit(*unseen, **kwargs))
+        made.append(real_submit(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(primitives, "_submit", submit_twice)
+
+    @flow
+    def resent() -> tuple[Any, Any]:
+        state = run_sampler(ibm_backend, [bell()], shots=300, return_state=True)
+        return state.result(), state.state_details.task_run_id
+
+    result, task_run_id = resent()
+    assert sum(result[0].data.meas.get_counts().values()) == 300
+    first, kept = (job.job_id() for job in made)
+    assert {job.job_id() for job in tagged_jobs(ibm_service, task_run_id)} == {first, kept}
+    assert ibm_service.job(kept).status() == "DONE"
+    assert ibm_service.job(first).status() == "CANCELLED"
+
+
 def test_retry_finds_an_unrecorded_job_by_its_tag(
     ibm_backend: QiskitRuntimeBackend,
     ibm_service: Any,

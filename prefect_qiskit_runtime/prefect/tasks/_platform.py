@@ -18,6 +18,7 @@ A retryable failure leaves both alone: the retry re-attaches to them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -175,6 +176,32 @@ def previous_job(service: Any, tag: str | None) -> tuple[Any, bool]:
         "record" if recorded else "tag",
     )
     return service.job(job_id), recorded
+
+
+def cancel_strays(service: Any, tag: str | None, keep: str) -> None:
+    """Cancel the other pending jobs carrying this task run's tag, keeping ``keep``.
+
+    qiskit-ibm-runtime resends a ``POST /jobs`` answered with one of its retryable 5xx codes; when
+    the endpoint (or a proxy in front of it) had already created the job, the resend makes a second
+    one, and only the last answer reaches the task. One listing after the submission finds such a
+    job; it is cancelled, so the task run never leaves more than one job running.
+    """
+    if tag is None:
+        return
+    try:
+        strays = [job for job in service.jobs(job_tags=[tag], pending=True, limit=20)]
+    except Exception as exc:  # the listing is a safeguard; the job itself was submitted fine
+        pu.run_logger().warning("Could not look for duplicate jobs of tag %s: %s", tag, exc)
+        return
+    for job in strays:
+        if job.job_id() != keep:
+            pu.run_logger().warning(
+                "Cancelling job %s: a duplicate of %s made by a resent submission",
+                job.job_id(),
+                keep,
+            )
+            with contextlib.suppress(Exception):
+                job.cancel()
 
 
 def wait_final(job: Any, timeout: float | None, abort: threading.Event | None) -> str:

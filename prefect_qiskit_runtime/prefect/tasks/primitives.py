@@ -134,6 +134,7 @@ def _run_primitive(
                 f" in {mode} {job.session_id}" if job.session_id else "",
             )
             pl.emit_job(job, primitive, "submitted", {"backend": backend.backend_name})
+            pl.cancel_strays(service, tag, job.job_id())
         attached.job = job
         if not recorded:  # before waiting: a retry must find this job
             pl.record_job(job, primitive, credentials.job_url(job.job_id()))
