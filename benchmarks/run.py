@@ -1099,6 +1099,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="also time N noop jobs on the local and the Ray executor (benchmarks/executors.py)",
     )
+    parser.add_argument(
+        "--session-loop",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N iterations of a qiskit-ibm-runtime loop in a session (sessions.py)",
+    )
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1163,9 +1170,21 @@ def main(argv: list[str] | None = None) -> int:
             scratch_dir.mkdir()
             executors_report = executors.measure(scratch_dir, args.executors)
 
+    session_report: dict[str, Any] | None = None
+    if args.session_loop:
+        import sessions
+
+        with run.section("session_loop"):
+            session_report = sessions.measure_in_subprocess(
+                run.path("session-loop"), args.session_loop
+            )
+
     report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
+    if session_report is not None:
+        report["session_loop"] = session_report
+        sessions.render(run.console, session_report)
     if executors_report is not None:
         report["executors"] = executors_report
         executors.render(run.console, executors_report, args.executors, 2)
