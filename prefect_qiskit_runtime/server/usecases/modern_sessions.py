@@ -108,6 +108,13 @@ def update(runtime: Runtime, user: User, session_id: str, accepting_jobs: bool) 
             raise InvalidState(f"Session {session_id} is closed; it cannot accept jobs again.")
         return
     runtime.store.stop_session(session_id, user.id, cancel=False)
+    _release_worker(runtime, session_id)
+
+
+def _release_worker(runtime: Runtime, session_id: str) -> None:
+    """Let the worker process kept for the session go once its last job ended."""
+    if runtime.scheduler is not None:
+        runtime.scheduler.end_session_threadsafe(session_id)
 
 
 def cancel(runtime: Runtime, user: User, session_id: str) -> int:
@@ -123,6 +130,7 @@ def cancel(runtime: Runtime, user: User, session_id: str) -> int:
     """
     if not runtime.store.stop_session(session_id, user.id, cancel=True):
         raise SessionNotFound(session_id)
+    _release_worker(runtime, session_id)
     cancelled = 0
     for job_id in runtime.store.pending_session_jobs(session_id):
         try:
