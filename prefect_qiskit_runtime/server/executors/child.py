@@ -12,6 +12,11 @@ Only once it has a job does it take the job on: it connects to the executor's un
 redirects fds 1 and 2 to ``job.log`` in the job's working directory (so output of C extensions is
 caught too), applies the job's limits (address space, file size, no core dumps) and calls
 :func:`prefect_qiskit_runtime.server.runner.execute`.
+
+A process kept as a dedicated session's worker (the job frame says ``session_worker``, see
+:mod:`.session_workers`) does not exit after its job: it reads the next job frame from the same
+pipe and runs that job the same way (its own connection, directory and log), until EOF. It is
+confined once, to the session's directory, and its memory limit is set once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Sessions and batches of the modern Qiskit Runtime API.
 
-A session (mode ``dedicated``) or batch (mode ``batch``) groups jobs on one backend. On this
-service it does not reserve a worker: its jobs are scheduled like any other job. What it does
-carry is the lifecycle the client drives:
+A session (mode ``dedicated``) or batch (mode ``batch``) groups jobs on one backend. Its jobs are
+scheduled like any other job; a dedicated session's jobs run in one worker process the executor
+keeps for the session (:mod:`~prefect_qiskit_runtime.server.executors.session_workers`), which is
+let go when the session stops accepting jobs. It carries the lifecycle the client drives:
 
 - it accepts jobs until it is closed (``PATCH {"accepting_jobs": false}``), cancelled, or its
   ``max_ttl`` (seconds after creation, 8 hours by default) has passed;
