@@ -193,7 +193,9 @@ class Scheduler:
             if free <= 0:
                 return
             try:
-                claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
+                claimed = await asyncio.to_thread(
+                    self.store.claim_jobs_to_run, self.instance_id, free
+                )
             except BaseException:
                 self._release(free)
                 raise
@@ -388,7 +390,7 @@ class Scheduler:
                 self.broker.publish_final(
                     job_id, finished[0].status or status.value, finished[0].job
                 )
-            claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
+            claimed = self.store.claim_jobs_to_run(self.instance_id, reserved) if reserved else []
             return finished[0], claimed
 
         try:

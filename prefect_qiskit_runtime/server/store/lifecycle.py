@@ -13,7 +13,7 @@ from sqlalchemy import Integer, bindparam, select, update
 
 from prefect_qiskit_runtime.core.models import JobState, ReasonCode
 from prefect_qiskit_runtime.server.store.engine import StoreBase
-from prefect_qiskit_runtime.server.store.jobs import ClaimedJob, dedicated_sessions
+from prefect_qiskit_runtime.server.store.jobs import ClaimedJob
 from prefect_qiskit_runtime.server.store.states import (
     CANCEL,
     CLAIM,
@@ -143,10 +143,7 @@ class LifecycleStore(StoreBase):
                     job.status = JobState.RUNNING.value
                     job.instance_id, job.started = instance_id, now
                     claimed.append(ClaimedJob(job=job, program_source=source))
-            sessions = dedicated_sessions(conn, [item.job.id for item in claimed])
-        return [
-            ClaimedJob(item.job, item.program_source, sessions.get(item.job.id)) for item in claimed
-        ]
+        return claimed
 
     def finish_job(
         self,
