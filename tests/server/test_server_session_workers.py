@@ -152,3 +152,33 @@ def test_closing_a_session_releases_its_worker(grace: ModernApi) -> None:
     _, other = run_bell(grace, cancelled)
     assert grace.call("DELETE", f"/sessions/{cancelled}/close").status_code == 204
     assert wait_until(lambda: process_gone(other))
+
+
+def test_the_warm_parents_policy_for_session_workers() -> None:
+    """Idle timeout, the limit (the longest idle goes first), ended sessions, busy workers."""
+    from prefect_qiskit_runtime.server.executors.session_workers import SessionWorkers
+    from prefect_qiskit_runtime.server.executors.spares import Proc
+
+    retired: list[int] = []
+    workers = SessionWorkers(lambda proc: retired.append(proc.pid))
+    workers.configure(2, idle_timeout=60.0)
+    a, b, c = (Proc(pid, wfd=pid, sfd=None) for pid in (1, 2, 3))
+    for sid, proc in (("sa", a), ("sb", b)):
+        assert workers.may_adopt(sid)
+        workers.adopt(sid, proc, None)
+        proc.job_id = f"job-{sid}"
+    assert workers.idle_worker("sa") is None  # busy
+    assert not workers.may_adopt("sa") and not workers.may_adopt("sc")  # full, none idle
+    workers.job_done(a)
+    workers.job_done(b)
+    assert workers.idle_worker("sa") is a and workers.next_deadline() is not None
+    assert a.idle_since is not None and b.idle_since is not None
+    b.idle_since = a.idle_since + 1
+    assert workers.may_adopt("sc") and retired == [1]  # a was idle the longest
+    workers.adopt("sc", c, None)
+    workers.end("sc")
+    assert retired == [1, 3] and not workers.may_adopt("sc")  # ended: never kept again
+    workers.expire(b.idle_since + 59)
+    assert retired == [1, 3]
+    workers.expire(b.idle_since + 60)
+    assert retired == [1, 3, 2] and workers.workers == {} and workers.next_deadline() is None
