@@ -1079,6 +1079,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     import scaleout
 
     scaleout.add_arguments(parser)  # --executors N, --replicas N, --postgres-url URL
+    parser.add_argument(
+        "--session-loop",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N iterations of a qiskit-ibm-runtime loop in a session (sessions.py)",
+    )
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -1138,11 +1145,23 @@ def main(argv: list[str] | None = None) -> int:
 
     scale = scaleout.measure(run, args)  # only with --executors or --replicas
 
+    session_report: dict[str, Any] | None = None
+    if args.session_loop:
+        import sessions
+
+        with run.section("session_loop"):
+            session_report = sessions.measure_in_subprocess(
+                run.path("session-loop"), args.session_loop
+            )
+
     report["machine"] = machine(pq_versions, load)
     report = complete(report, sizes)
     render(run, report)
     report.update(scale)
     scaleout.render(run.console, scale.get("executors"), scale.get("replicas"))
+    if session_report is not None:
+        report["session_loop"] = session_report
+        sessions.render(run.console, session_report)
     run.step(f"total {time.monotonic() - began:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -70,6 +70,8 @@ class ServiceConfig:
         plain_stream_grace: A job that ended longer than this before its first plain stream
             connection gets no replay (``spec/runtime-api.md`` §5).
         max_wait_seconds: Upper bound of the long-poll ``?wait=``.
+        status_grace: Modern API: a read of a job younger than this many seconds that is still
+            pending waits for its end until the job is that old (0 answers at once).
         executor_factory: Builds the executor; ``None`` uses the local fork pool.
         db_busy_timeout: SQLite only: seconds a write waits for a lock held by another process
             before it fails (and is retried, for a job's end).
@@ -97,6 +99,7 @@ class ServiceConfig:
     log_limit_bytes: int = 1_000_000
     plain_stream_grace: float = 10.0
     max_wait_seconds: float = 60.0
+    status_grace: float = 0.5
     executor_factory: Callable[[ServiceConfig], Executor] | None = None
     db_busy_timeout: float = 30.0
     sandbox: Literal["auto", "landlock", "off"] = "auto"
@@ -128,6 +131,12 @@ class ServiceConfig:
     def jobs_dir(self) -> Path:
         """Parent directory of the per-job working directories."""
         return self.home / "jobs"
+
+    def job_workdir(self, job_id: str, session_id: str | None = None) -> Path:
+        """A job's working directory; a dedicated session's jobs have theirs in the session's."""
+        if session_id is None:
+            return self.jobs_dir / job_id
+        return self.jobs_dir / f"session-{session_id}" / job_id
 
     @property
     def tls_enabled(self) -> bool:

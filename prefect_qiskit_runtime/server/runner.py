@@ -208,6 +208,15 @@ def execute(spec: dict[str, Any], send: Send) -> bool:
         True if the program completed, False if it failed (the ``error`` frame was sent).
     """
     configure_logging(spec.get("log_level"))
+    worker = spec.get("worker")
+    if worker:
+        # At DEBUG only: which process ran the job (a session's jobs share one).
+        logging.getLogger("prefect_qiskit_runtime.worker").debug(
+            "process %s, session %s, job %s of this process",
+            worker.get("pid"),
+            worker.get("session"),
+            worker.get("job"),
+        )
     program_file = str(Path(spec["workdir"]) / PROGRAM_FILE)
     messenger = UserMessenger(
         send,

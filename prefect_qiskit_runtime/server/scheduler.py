@@ -193,7 +193,9 @@ class Scheduler:
             if free <= 0:
                 return
             try:
-                claimed = await asyncio.to_thread(self.store.claim_jobs, self.instance_id, free)
+                claimed = await asyncio.to_thread(
+                    self.store.claim_jobs_to_run, self.instance_id, free
+                )
             except BaseException:
                 self._release(free)
                 raise
@@ -233,9 +235,8 @@ class Scheduler:
         assert self._loop is not None
         with self._slots:
             for item in claimed:
-                self.running[item.job.id] = _Running(
-                    job_id=item.job.id, workdir=self.config.jobs_dir / item.job.id
-                )
+                workdir = self.config.job_workdir(item.job.id, item.session_id)
+                self.running[item.job.id] = _Running(job_id=item.job.id, workdir=workdir)
         self._settle(reserved, len(claimed))
         specs = []
         for item in claimed:
@@ -256,6 +257,7 @@ class Scheduler:
                     workdir=running.workdir,
                     memory_limit_mb=self.config.memory_limit_mb,
                     log_limit_bytes=self.config.log_limit_bytes,
+                    session_id=item.session_id,
                 )
             )
         return specs
@@ -388,7 +390,7 @@ class Scheduler:
                 self.broker.publish_final(
                     job_id, finished[0].status or status.value, finished[0].job
                 )
-            claimed = self.store.claim_jobs(self.instance_id, reserved) if reserved else []
+            claimed = self.store.claim_jobs_to_run(self.instance_id, reserved) if reserved else []
             return finished[0], claimed
 
         try:
@@ -422,6 +424,12 @@ class Scheduler:
         except Exception:
             logger.exception("cancelling job %s failed", job_id)
             return False
+
+    def end_session_threadsafe(self, session_id: str) -> None:
+        """Tell the executor that a session accepts no more jobs (from a route's thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.executor.end_session(session_id), loop)
 
     def kill_threadsafe(self, job_id: str) -> None:
         """Ask the event loop to stop a job (from a route running in a worker thread)."""

@@ -35,6 +35,9 @@ class JobSpec:
         workdir: An empty directory that belongs to this job alone.
         memory_limit_mb: Address-space limit of the job's process, ``None`` for none.
         log_limit_bytes: Logs beyond this size are cut (with a marker line).
+        session_id: The dedicated session the job belongs to: an executor may run the jobs of one
+            session in one process kept for it (``workdir`` is then inside a directory of the
+            session's own, ``workdir.parent``).
     """
 
     job_id: str
@@ -45,6 +48,7 @@ class JobSpec:
     workdir: Path
     memory_limit_mb: int | None = None
     log_limit_bytes: int = 1_000_000
+    session_id: str | None = None
 
 
 @dataclass
@@ -105,6 +109,10 @@ class Executor(abc.ABC):
         Returns:
             False if the executor did not know the job (already finished or never submitted).
         """
+
+    async def end_session(self, session_id: str) -> None:
+        """A session accepts no more jobs: whatever was kept for it may go once its jobs ended."""
+        return None
 
     @abc.abstractmethod
     async def shutdown(self) -> None:

@@ -12,6 +12,11 @@ Only once it has a job does it take the job on: it connects to the executor's un
 redirects fds 1 and 2 to ``job.log`` in the job's working directory (so output of C extensions is
 caught too), applies the job's limits (address space, file size, no core dumps) and calls
 :func:`prefect_qiskit_runtime.server.runner.execute`.
+
+A process kept as a dedicated session's worker (the job frame says ``session_worker``, see
+:mod:`.session_workers`) does not exit after its job: it reads the next job frame from the same
+pipe and runs that job the same way (its own connection, directory and log), until EOF. It is
+confined once, to the session's directory, and its memory limit is set once.
 """
 
 from __future__ import annotations
@@ -93,7 +98,18 @@ def run_child(  # pragma: no cover - runs in the child
     frame = _wait_for_job(rfd, state_fd, warm_up)
     if frame is None:
         return 0  # retired without a job
-    return _run_job(frame, baseline_kb)
+    if not frame.get("session_worker"):
+        os.close(rfd)
+        return _run_job(frame, baseline_kb)
+    # Kept for a dedicated session: one job after the other, until the pipe closes.
+    number = 0
+    while frame is not None:
+        number += 1
+        code = _run_job(frame, baseline_kb, number)
+        if code == EXIT_SETUP_FAILED:
+            return code
+        frame = _read_frame(rfd)
+    return 0
 
 
 def _isolate(  # pragma: no cover - child
@@ -138,18 +154,40 @@ def _wait_for_job(  # pragma: no cover - child
             os.write(state_fd, b"w")
         runner.warm_up(lambda: bool(select.select([rfd], [], [], 0)[0]))
     os.close(state_fd)  # EOF: not warming (any more), a job may come
-    chunks = []
-    while chunk := os.read(rfd, 1 << 20):
+    return _read_frame(rfd)
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:  # pragma: no cover - child
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
         chunks.append(chunk)
-    os.close(rfd)
-    if not chunks:
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(rfd: int) -> dict[str, Any] | None:  # pragma: no cover - child
+    """The next job frame on the job pipe (length-prefixed JSON), ``None`` at EOF."""
+    header = _read_exactly(rfd, 4)
+    if header is None:
         return None
-    frame: dict[str, Any] = json.loads(b"".join(chunks))
+    body = _read_exactly(rfd, int.from_bytes(header, "big"))
+    if body is None:
+        return None
+    frame: dict[str, Any] = json.loads(body)
     return frame
 
 
-def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cover - child
+def _run_job(  # pragma: no cover - child
+    frame: dict[str, Any], baseline_kb: int, number: int = 1
+) -> int:
+    """Run one job; ``number`` counts the jobs this process ran (a session worker runs many)."""
     spec: dict[str, Any] = frame["spec"]
+    if frame.get("session_worker"):
+        spec["confine_dir"] = spec.get("session_dir") or spec["workdir"]
+    spec["worker"] = {"pid": os.getpid(), "session": frame.get("session_id"), "job": number}
     # The job's own CPU time starts now, not with the warm-up.
     cpu_begin = cpu_seconds()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -157,7 +195,7 @@ def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cove
     hello = {"t": "hello", "job_id": frame["job_id"], "token": frame["token"]}
     send_frame(conn, hello | {"pid": os.getpid()})
     try:
-        streams = prepare_process(spec)
+        streams = prepare_process(spec, first=number == 1)
     except BaseException as exc:
         send_frame(conn, setup_failed(exc))
         return EXIT_SETUP_FAILED
@@ -165,7 +203,8 @@ def _run_job(frame: dict[str, Any], baseline_kb: int) -> int:  # pragma: no cove
 
     from prefect_qiskit_runtime.server import runner
 
-    limit_memory(spec.get("memory_limit_mb"), baseline_kb)
+    if number == 1:  # a limit is set once: a session's later jobs live under the first's
+        limit_memory(spec.get("memory_limit_mb"), baseline_kb)
 
     def send(out: dict[str, Any]) -> None:
         if out.get("t") in ("result", "error"):
@@ -226,9 +265,14 @@ def _max_fd() -> int:
 
 
 def prepare_process(  # pragma: no cover - child process
-    spec: dict[str, Any],
+    spec: dict[str, Any], *, first: bool = True
 ) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
     """Working directory, log file on fds 1 and 2, stdin from /dev/null, limits, fresh RNG state.
+
+    Args:
+        spec: The job's spec.
+        first: Whether this is the process's first job (only then is it confined: a session
+            worker is confined once, to its session's directory, ``confine_dir``).
 
     Returns:
         The ``sys.stdout`` and ``sys.stderr`` it installed (a program may replace them).
@@ -258,7 +302,7 @@ def prepare_process(  # pragma: no cover - child process
     sys.stdout, sys.stderr = stdout, stderr
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin for its lifetime
     sys.argv = ["program.py"]
-    if spec.get("sandbox") == "landlock":
+    if spec.get("sandbox") == "landlock" and first:
         _confine(spec)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
@@ -280,7 +324,7 @@ def _confine(spec: dict[str, Any]) -> None:  # pragma: no cover - child process
 
     from prefect_qiskit_runtime.server.executors.sandbox import confine, job_read_roots
 
-    workdir = spec["workdir"]
+    workdir = spec.get("confine_dir") or spec["workdir"]
     tmp = os.path.join(workdir, "tmp")
     os.makedirs(tmp, exist_ok=True)
     os.environ["TMPDIR"] = tmp

@@ -46,7 +46,8 @@ class LocalJob:
     generation: int = -1  # which warm parent got it; -1 = not handed over yet
     attempts: int = 0
     pid: int | None = None
-    process: str | None = None  # "warm" or "cold" spare, or "fresh" fork
+    process: str | None = None  # "warm" or "cold" spare, "fresh" fork, or "session" worker
+    kept: bool = False  # its process stays for its session's next job
     exit: dict[str, Any] | None = None
     lost_reason: str | None = None
     connected: bool = False

@@ -90,6 +90,10 @@ class LocalExecutor(Executor):
             or ``off``. :attr:`sandbox` says what is in force.
         protected_paths: What a confined job may never read (the service home, its database);
             its own working directory is granted anyway.
+        session_workers: Processes kept for dedicated sessions, at most (default ``capacity``;
+            0 runs a session's jobs like any other): a session's jobs run one after the other
+            in one process (:mod:`.session_workers`).
+        session_idle_timeout: Seconds a session's worker waits for the session's next job.
 
     Raises:
         SandboxUnavailable: ``sandbox="landlock"`` on a kernel without Landlock.
@@ -108,8 +112,12 @@ class LocalExecutor(Executor):
         warm_up: Literal["auto", "always", "never"] = "auto",
         sandbox: Literal["auto", "landlock", "off"] = "off",
         protected_paths: Sequence[str | os.PathLike[str]] = (),
+        session_workers: int | None = None,
+        session_idle_timeout: float = 60.0,
     ) -> None:
         self.capacity = capacity
+        self.session_workers = capacity if session_workers is None else session_workers
+        self.session_idle_timeout = session_idle_timeout
         #: The confinement in force for job processes: ``"landlock"`` or ``"off"``.
         self.sandbox = resolve_sandbox(sandbox)
         self.protected_paths = [str(Path(p).resolve()) for p in protected_paths]
@@ -248,7 +256,19 @@ class LocalExecutor(Executor):
     # ---- the warm parent's side of the jobs ----------------------------------------------------
 
     def _configure_parent(self) -> None:
-        self._parent.send({"t": "spares", "count": self.spares, "warm_up": self.warm_up})
+        self._parent.send(
+            {
+                "t": "spares",
+                "count": self.spares,
+                "warm_up": self.warm_up,
+                "sessions": self.session_workers,
+                "session_idle": self.session_idle_timeout,
+            }
+        )
+
+    async def end_session(self, session_id: str) -> None:
+        """A session accepts no more jobs: its worker process goes once its job is over."""
+        self._parent.send({"t": "end_session", "session_id": session_id})
 
     def _hand_over(self, job: LocalJob) -> None:
         job.generation = self._parent.generation
@@ -261,7 +281,9 @@ class LocalExecutor(Executor):
                 "job_id": spec.job_id,
                 "token": job.token,
                 "socket_path": self._socket_path,
+                "session_id": spec.session_id if self.session_workers else None,
                 "spec": {
+                    "session_dir": str(spec.workdir.parent) if spec.session_id else None,
                     "program_source": spec.program_source,
                     "params_json": spec.params_json,
                     "backend_name": spec.backend_name,
@@ -300,6 +322,7 @@ class LocalExecutor(Executor):
         if kind == "spawned":
             job.pid = frame["pid"]
             job.process = frame.get("kind")
+            job.kept = bool(frame.get("kept"))
             if job.cancel_requested:
                 self._parent.send({"t": "kill", "job_id": job.spec.job_id})
         elif kind == "exited":
@@ -404,6 +427,8 @@ class LocalExecutor(Executor):
         if "cpu_seconds" in job.usage:
             release["cpu_seconds"] = job.usage["cpu_seconds"]
         self._parent.send(release)
+        if job.kept:
+            return  # a session's worker outlives its jobs (the warm parent kept it)
         if job.exit is None and (job.pid is not None or job.connected):
             # Its process said its last word: it gets LINGER to exit, then it is killed.
             self._exiting[job.spec.job_id] = job

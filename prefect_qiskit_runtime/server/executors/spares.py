@@ -59,6 +59,11 @@ class Proc:
     warming: bool = False
     warmed: bool = False
     fresh: bool = False  # forked for a job that found no spare ready
+    #: Set while it is kept as a dedicated session's worker (:mod:`.session_workers`): its job
+    #: pipe stays open for the session's next jobs.
+    session_id: str | None = None
+    session_dir: str | None = None
+    idle_since: float | None = None  # when its last job ended, while it waits for the next
 
 
 class SparePool:
@@ -230,7 +235,7 @@ class SparePool:
             self.outbox[proc.wfd] = (proc, bytearray(payload[written:]))
             self.selector.register(proc.wfd, selectors.EVENT_WRITE, "pipe")
         else:
-            self._close_pipes(proc)
+            self._written(proc)
         return True
 
     def write_pipe(self, fd: int) -> None:
@@ -244,7 +249,18 @@ class SparePool:
             written = len(rest)  # the process is gone: its exit tells the executor
         del rest[:written]
         if not rest:
+            self.outbox.pop(fd)
+            self.selector.unregister(fd)
+            self._written(proc)
+
+    def _written(self, proc: Proc) -> None:
+        """A job's frame is written: close the pipe (EOF), unless a session keeps the process."""
+        if proc.session_id is None:
             self._close_pipes(proc)
+
+    def close_pipes(self, proc: Proc) -> None:
+        """Close a process's pipes: an idle one reads EOF and exits."""
+        self._close_pipes(proc)
 
     def _close_pipes(self, proc: Proc) -> None:
         self._close_state(proc)

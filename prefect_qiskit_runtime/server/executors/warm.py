@@ -8,9 +8,11 @@ control socket ``CONTROL_FD`` (frames of :mod:`.ipc`):
 - in: ``spares`` (how many slots to keep spares for; ``warm_up``: ``auto``, ``always`` or
   ``never``, see :mod:`.spares`), ``run`` (start a job), ``kill`` (SIGKILL a job's process group),
   ``release`` (the executor has finished a job, with the CPU time the job used: its slot may get a
-  spare again, even before the process is reaped), ``shutdown``;
+  spare again, even before the process is reaped), ``end_session`` (a dedicated session accepts
+  no more jobs: its worker may go, see :mod:`.session_workers`), ``shutdown``;
 - out: ``ready`` (imports done), ``spawned`` (with the kind of process the job got: a ``warm`` or
-  ``cold`` spare, or a ``fresh`` fork), ``spawn_failed``, ``exited`` (wait status and usage),
+  ``cold`` spare, a ``fresh`` fork, or its session's worker, ``session``; and whether the process
+  is ``kept`` for its session), ``spawn_failed``, ``exited`` (wait status and usage),
   ``spare_ready`` (an idle spare waits for a job, warmed up or not), ``spare_gone``.
 
 This module is the warm parent's loop: control frames, handing a job to a process, reaping.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import selectors
 import shutil
@@ -36,8 +37,14 @@ import time
 from typing import Any
 
 from prefect_qiskit_runtime.server.executors.child import MAX_FILE_BYTES, vm_size_kb
-from prefect_qiskit_runtime.server.executors.ipc import LOG_FILE, FrameBuffer, send_frame
+from prefect_qiskit_runtime.server.executors.ipc import (
+    LOG_FILE,
+    FrameBuffer,
+    encode_frame,
+    send_frame,
+)
 from prefect_qiskit_runtime.server.executors.sandbox import job_read_roots
+from prefect_qiskit_runtime.server.executors.session_workers import SessionWorkers
 from prefect_qiskit_runtime.server.executors.spares import WARM_UP_MIN_JOB_CPU, Proc, SparePool
 
 __all__ = ["LOG_FILE", "MAX_FILE_BYTES", "WARM_UP_MIN_JOB_CPU", "WarmParent", "main"]
@@ -64,6 +71,7 @@ class WarmParent:
         self.pool = SparePool(
             ctrl, self.selector, inherited=(self.selector, ctrl, self.wake_r, self.wake_w)
         )
+        self.sessions = SessionWorkers(self.pool.close_pipes)
 
     def serve(self) -> None:
         """Preload, announce readiness, then handle control frames, child exits and spares."""
@@ -74,11 +82,18 @@ class WarmParent:
         retry_at = 0.0  # after a failed fork, when to try the next spare
         while True:
             timeout: float | None = None
-            if self.pool.wants_spare():
+            spare = self.pool.wants_spare()
+            if spare:
                 # Spares are forked only when nothing else waits: a job never queues behind one.
                 timeout = max(0.0, retry_at - time.monotonic())
+            expiry = self.sessions.next_deadline()
+            if expiry is not None:
+                until = max(0.0, expiry - time.monotonic())
+                timeout = until if timeout is None else min(timeout, until)
             events = self.selector.select(timeout)
-            if not events and timeout is not None and not self.pool.add_spare():
+            if expiry is not None:
+                self.sessions.expire(time.monotonic())
+            if not events and spare and time.monotonic() >= retry_at and not self.pool.add_spare():
                 retry_at = time.monotonic() + _FORK_RETRY_SECONDS
             for key, _ in events:
                 self._dispatch(key)
@@ -140,29 +155,60 @@ class WarmParent:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
         elif kind == "release":
-            self.pool.release(frame["job_id"], frame.get("cpu_seconds"))
+            self._release(frame["job_id"], frame.get("cpu_seconds"))
+        elif kind == "end_session":
+            self.sessions.end(str(frame["session_id"]))
         elif kind == "spares":
             self.pool.configure(int(frame.get("count", 0)), str(frame.get("warm_up", "auto")))
+            self.sessions.configure(
+                int(frame.get("sessions", 0)), float(frame.get("session_idle", 60.0))
+            )
         elif kind == "shutdown":
             self._exit(0)
 
     def _run(self, frame: dict[str, Any]) -> None:
         job_id = frame["job_id"]
-        payload = json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        session_id = frame.get("session_id")
+        if session_id is not None:
+            worker = self.sessions.idle_worker(session_id)
+            if worker is not None and self.pool.assign(worker, job_id, _payload(frame, True)):
+                self._spawned(job_id, worker, "session", kept=True)
+                return
+            if worker is not None:  # it died before it could take the job
+                self.sessions.let_go(worker)
         for _ in range(3):
             proc = self.pool.take_spare()
             if proc is None:
                 break
-            if not self.pool.assign(proc, job_id, payload):
+            keep = session_id is not None and self.sessions.may_adopt(session_id)
+            if keep and session_id is not None:
+                self.sessions.adopt(session_id, proc, frame["spec"].get("session_dir"))
+            if not self.pool.assign(proc, job_id, _payload(frame, keep)):
+                if keep:
+                    self.sessions.let_go(proc)
                 continue
-            self.pids[job_id] = proc.pid
             kind = "fresh" if proc.fresh else "warm" if proc.warmed else "cold"
-            send_frame(self.ctrl, {"t": "spawned", "job_id": job_id, "pid": proc.pid, "kind": kind})
+            self._spawned(job_id, proc, kind, kept=keep)
             return
         send_frame(
             self.ctrl,
             {"t": "spawn_failed", "job_id": job_id, "error": "fork failed or the process died"},
         )
+
+    def _spawned(self, job_id: str, proc: Proc, kind: str, *, kept: bool) -> None:
+        self.pids[job_id] = proc.pid
+        frame = {"t": "spawned", "job_id": job_id, "pid": proc.pid, "kind": kind, "kept": kept}
+        send_frame(self.ctrl, frame)
+
+    def _release(self, job_id: str, cpu_seconds: Any) -> None:
+        """The executor finished a job: free its slot; a session worker waits for the next."""
+        self.pool.release(job_id, cpu_seconds)
+        pid = self.pids.get(job_id)
+        proc = self.pool.procs.get(pid) if pid is not None else None
+        if proc is not None and proc.session_id is not None and proc.job_id == job_id:
+            # A later kill of this job must not reach the worker's next job.
+            self.pids.pop(job_id, None)
+            self.sessions.job_done(proc)
 
     def _reap(self) -> None:
         while self.pool.procs:
@@ -175,11 +221,14 @@ class WarmParent:
             proc = self.pool.forget(pid)
             if proc is None:
                 continue
+            if proc.session_id is not None:
+                self.sessions.forget(proc)
             # Anything the process left running in its session dies with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             if proc.job_id is None:
-                self.pool.spare_died(proc, status)
+                if proc.session_id is None:  # an idle session worker just leaves
+                    self.pool.spare_died(proc, status)
                 continue
             self.pids.pop(proc.job_id, None)
             send_frame(
@@ -199,6 +248,11 @@ class WarmParent:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         os._exit(code)
+
+
+def _payload(frame: dict[str, Any], worker: bool) -> bytes:
+    """A ``run`` frame as its process reads it; ``worker``: the process stays for the session."""
+    return encode_frame({**frame, "session_worker": worker})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ revisions of :mod:`prefect_qiskit_runtime.server.migrations`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect_qiskit_runtime.server.store.access_tokens import AccessTokenStore
@@ -32,7 +33,12 @@ from prefect_qiskit_runtime.server.store.errors import (
 )
 from prefect_qiskit_runtime.server.store.idempotency import Answer
 from prefect_qiskit_runtime.server.store.instances import InstanceStore
-from prefect_qiskit_runtime.server.store.jobs import ClaimedJob, JobStore, new_job_id
+from prefect_qiskit_runtime.server.store.jobs import (
+    ClaimedJob,
+    JobStore,
+    dedicated_sessions,
+    new_job_id,
+)
 from prefect_qiskit_runtime.server.store.lifecycle import FinishOutcome, LifecycleStore
 from prefect_qiskit_runtime.server.store.messages import MessageStore
 from prefect_qiskit_runtime.server.store.programs import ProgramInfo, ProgramStore
@@ -80,6 +86,15 @@ class Store(
         >>> store.user_for_token(token).name
         'alice'
     """
+
+    def claim_jobs_to_run(self, instance_id: str, limit: int) -> list[ClaimedJob]:
+        """:meth:`claim_jobs`, each claimed job with its dedicated session (if it has one)."""
+        claimed = self.claim_jobs(instance_id, limit)
+        if not claimed:
+            return claimed
+        with self.core_read() as conn:
+            sessions = dedicated_sessions(conn, [item.job.id for item in claimed])
+        return [replace(item, session_id=sessions.get(item.job.id)) for item in claimed]
 
 
 def create_user_token(

@@ -22,6 +22,7 @@ from prefect_qiskit_runtime.server.store.programs import (
     RUNNABLE_PROGRAM,
     RUNNABLE_PROGRAM_SOURCE,
 )
+from prefect_qiskit_runtime.server.store.session_tables import JOB_EXTRAS, SESSIONS
 from prefect_qiskit_runtime.server.store.tables import (
     IDEMPOTENCY,
     JOB_BY_ID,
@@ -40,10 +41,32 @@ _ANY_QUEUED = select(JOBS.c.n).where(JOBS.c.status == JobState.QUEUED.value).lim
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """A job claimed for running, with what the executor needs."""
+    """A job claimed for running, with what the executor needs.
+
+    ``session_id`` names the dedicated session the job belongs to (its jobs share one worker
+    process), ``None`` for a job outside one or in a batch.
+    """
 
     job: Job
     program_source: str
+    session_id: str | None = None
+
+
+_DEDICATED = (
+    select(JOB_EXTRAS.c.job_id, JOB_EXTRAS.c.session_id)
+    .join(SESSIONS, SESSIONS.c.id == JOB_EXTRAS.c.session_id)
+    .where(
+        JOB_EXTRAS.c.job_id.in_(bindparam("job_ids", expanding=True)),
+        SESSIONS.c.mode == "dedicated",
+    )
+)
+
+
+def dedicated_sessions(conn: Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    """The dedicated session of each of ``job_ids`` that belongs to one (job id -> session id)."""
+    if not job_ids:
+        return {}
+    return {row.job_id: row.session_id for row in conn.execute(_DEDICATED, {"job_ids": job_ids})}
 
 
 def new_job_id() -> str:
@@ -142,6 +165,11 @@ class JobStore(IdempotencyStore):
                 conn.execute(JOBS.insert(), values)
                 if on_insert is not None:
                     on_insert(conn, values["id"])
+                session_id = (
+                    dedicated_sessions(conn, [values["id"]]).get(values["id"])
+                    if claim and on_insert is not None
+                    else None
+                )
                 answer = Answer(201, {"id": values["id"], "backend": backend})
                 if key:
                     conn.execute(
@@ -158,7 +186,9 @@ class JobStore(IdempotencyStore):
             claimed = None
             if claim:
                 values["group"] = values.pop("group_name")
-                claimed = ClaimedJob(job=Job(**values), program_source=program.data)
+                claimed = ClaimedJob(
+                    job=Job(**values), program_source=program.data, session_id=session_id
+                )
             return answer, claimed
         except IntegrityError as exc:
             return self._answer_after_conflict(owner_id, key, exc), None

@@ -175,18 +175,44 @@ def submit(runtime: Runtime, user: User, body: ModernJobCreate) -> dict[str, Any
     return created
 
 
-async def read_job(runtime: Runtime, user: User, job_id: str) -> tuple[Job, JobExtras]:
+async def read_job(
+    runtime: Runtime, user: User, job_id: str, *, grace: bool = False
+) -> tuple[Job, JobExtras]:
     """The caller's job (without result, error and logs) and its extras.
+
+    Args:
+        runtime: The service instance.
+        user: The caller.
+        job_id: The job.
+        grace: Whether a young pending job is waited for (see :func:`status_wait`).
 
     Raises:
         JobNotFound: If the caller has no such job.
     """
     job = await job_cases.wait_for_job(runtime, job_id, user, None, light=True)
+    wait = status_wait(job, runtime.config.status_grace) if grace else 0.0
+    if wait > 0:
+        job = await job_cases.wait_for_job(runtime, job_id, user, wait, light=True)
     if job.state is JobState.FAILED:  # its state names the error, which a light read leaves out
         job = await job_cases.wait_for_job(runtime, job_id, user, None, light=False)
     store = runtime.store
     extras = await store_read(store, store.job_extras, [job.id])
     return job, extras.get(job.id, JobExtras())
+
+
+def status_wait(job: Job, grace: float) -> float:
+    """How long a status read of ``job`` waits for its end: until the job is ``grace`` s old.
+
+    The client polls a job's status with a sleep between reads (0.1 s in a session, 0.5 s
+    otherwise), so a job that ends a few ms after its submission would cost a whole sleep. A
+    read of a pending job younger than ``grace`` answers the moment the job ends instead, and at
+    the latest when the job is ``grace`` seconds old; an older or final job answers at once.
+    """
+    if job.is_final or grace <= 0:
+        return 0.0
+    created = job.created if job.created.tzinfo else job.created.replace(tzinfo=timezone.utc)
+    age = (datetime.now(timezone.utc) - created).total_seconds()
+    return max(0.0, grace - max(age, 0.0))
 
 
 def list_jobs(
@@ -279,5 +305,6 @@ __all__ = [
     "read_job",
     "replace_tags",
     "state",
+    "status_wait",
     "submit",
 ]

@@ -1,8 +1,9 @@
 """Sessions and batches of the modern Qiskit Runtime API.
 
-A session (mode ``dedicated``) or batch (mode ``batch``) groups jobs on one backend. On this
-service it does not reserve a worker: its jobs are scheduled like any other job. What it does
-carry is the lifecycle the client drives:
+A session (mode ``dedicated``) or batch (mode ``batch``) groups jobs on one backend. Its jobs are
+scheduled like any other job; a dedicated session's jobs run in one worker process the executor
+keeps for the session (:mod:`~prefect_qiskit_runtime.server.executors.session_workers`), which is
+let go when the session stops accepting jobs. It carries the lifecycle the client drives:
 
 - it accepts jobs until it is closed (``PATCH {"accepting_jobs": false}``), cancelled, or its
   ``max_ttl`` (seconds after creation, 8 hours by default) has passed;
@@ -108,6 +109,13 @@ def update(runtime: Runtime, user: User, session_id: str, accepting_jobs: bool) 
             raise InvalidState(f"Session {session_id} is closed; it cannot accept jobs again.")
         return
     runtime.store.stop_session(session_id, user.id, cancel=False)
+    _release_worker(runtime, session_id)
+
+
+def _release_worker(runtime: Runtime, session_id: str) -> None:
+    """Let the worker process kept for the session go once its last job ended."""
+    if runtime.scheduler is not None:
+        runtime.scheduler.end_session_threadsafe(session_id)
 
 
 def cancel(runtime: Runtime, user: User, session_id: str) -> int:
@@ -123,6 +131,7 @@ def cancel(runtime: Runtime, user: User, session_id: str) -> int:
     """
     if not runtime.store.stop_session(session_id, user.id, cancel=True):
         raise SessionNotFound(session_id)
+    _release_worker(runtime, session_id)
     cancelled = 0
     for job_id in runtime.store.pending_session_jobs(session_id):
         try:

@@ -88,8 +88,12 @@ async def get_job(
     exclude_params: bool = Query(False),
     user: User = Depends(modern_user),
 ) -> Response:
-    """``state.status`` is ``Queued``, ``Running``, ``Completed``, ``Failed`` or ``Cancelled``."""
-    job, extras = await modern_jobs.read_job(runtime_of(request), user, job_id)
+    """``state.status`` is ``Queued``, ``Running``, ``Completed``, ``Failed`` or ``Cancelled``.
+
+    A pending job less than ``status_grace`` (0.5 s) old is answered when it ends, or when it is
+    that old: the client's first status poll then sees a short job final.
+    """
+    job, extras = await modern_jobs.read_job(runtime_of(request), user, job_id, grace=True)
     return raw_json(job_json_text(job, extras, with_params=not exclude_params))
 
 
