@@ -158,7 +158,7 @@ class Runtime:
                 self.config.db_url,
                 self.broker,
                 self.scheduler.instance_id,
-                on_remote_final=self.scheduler.check_soon,
+                on_remote_final=self.scheduler.instances.check_soon,
             )
             await self.relay.start()
         failed = await self.scheduler.start()

@@ -38,6 +38,7 @@ from prefect_qiskit_runtime.server.broker import Broker
 from prefect_qiskit_runtime.server.config import ServiceConfig
 from prefect_qiskit_runtime.server.executors.base import Executor, JobSpec, Outcome
 from prefect_qiskit_runtime.server.recording import map_outcome, until_stored
+from prefect_qiskit_runtime.server.replicas import Instances
 from prefect_qiskit_runtime.server.store import ClaimedJob, FinishOutcome, Store
 
 logger = logging.getLogger("prefect_qiskit_runtime.server.scheduler")
@@ -93,6 +94,8 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        #: Heartbeats, recovery of gone instances' jobs, cancels made through other instances.
+        self.instances = Instances(self)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -104,17 +107,14 @@ class Scheduler:
         """
         self._loop = asyncio.get_running_loop()
         self.broker.bind(self._loop)
-        await asyncio.to_thread(self.store.register_instance, self.instance_id)
-        failed = await asyncio.to_thread(
-            self.store.recover, self.instance_id, self.config.lease_seconds
-        )
+        failed = await self.instances.join()
         for job_id in failed:
             logger.warning("job %s was running when the service stopped; marked FAILED", job_id)
         self._clean_stale_workdirs()
         await self.executor.start(self)
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="scheduler-dispatch"),
-            asyncio.create_task(self._housekeeping_loop(), name="scheduler-housekeeping"),
+            asyncio.create_task(self.instances.keep(), name="scheduler-housekeeping"),
         ]
         self.kick()
         return failed
@@ -263,9 +263,14 @@ class Scheduler:
         return specs
 
     def _watchdog_fired(self, job_id: str, cost: int) -> None:
-        self._spawn(self._ran_too_long(job_id, cost))
+        self.spawn(self._ran_too_long(job_id, cost))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`shutdown` has begun."""
+        return self._stopping
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task kept referenced until it ends."""
         task = asyncio.ensure_future(coro)
         self._handovers.add(task)
@@ -318,7 +323,7 @@ class Scheduler:
             self.kick()
             return
         for spec in self._start([claimed], 1):
-            self._spawn(self._hand_over(spec))
+            self.spawn(self._hand_over(spec))
 
     # -- executor events -----------------------------------------------------------------------
 
@@ -407,7 +412,7 @@ class Scheduler:
             self.on_job_end(job_id, done.status or status.value)
         for spec in self._start(claimed, reserved):
             # In a task of its own: this callback runs inside the executor's bookkeeping.
-            self._spawn(self._hand_over(spec))
+            self.spawn(self._hand_over(spec))
 
     # -- cancel, delete, watchdog --------------------------------------------------------------
 
@@ -454,55 +459,6 @@ class Scheduler:
                 self.on_job_end(job_id, JobState.CANCELLED_RAN_TOO_LONG.value)
             self.broker.publish_final(job_id, JobState.CANCELLED_RAN_TOO_LONG.value)
         await self.kill(job_id)
-
-    async def _housekeeping_loop(self) -> None:
-        last_beat = 0.0
-        while not self._stopping:
-            await asyncio.sleep(POLL_SECONDS)
-            try:
-                await self._reconcile()
-                if time.monotonic() - last_beat >= self.config.heartbeat_seconds:
-                    last_beat = time.monotonic()
-                    await asyncio.to_thread(self.store.heartbeat, self.instance_id)
-                    failed = await asyncio.to_thread(
-                        self.store.recover, self.instance_id, self.config.lease_seconds
-                    )
-                    for job_id in failed:
-                        self.broker.publish_final(job_id, JobState.FAILED.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("housekeeping failed; retrying")
-
-    def check_soon(self, job_id: str) -> None:
-        """Check at once whether a job this instance runs was ended by another instance.
-
-        Called on the event loop by the relay when another replica announces the end of a job
-        (its cancel or delete): the worker stops now rather than at the next reconciliation.
-
-        Args:
-            job_id: The job another instance ended.
-        """
-        if job_id not in self.running:
-            return
-
-        async def check() -> None:
-            try:
-                await self._reconcile([job_id])
-            except Exception:  # the housekeeping's reconciliation tries again
-                logger.exception("checking job %s failed", job_id)
-
-        self._spawn(check())
-
-    async def _reconcile(self, only: list[str] | None = None) -> None:
-        """Kill jobs that were cancelled or deleted through another instance."""
-        ids = [job_id for job_id in (only or list(self.running)) if job_id in self.running]
-        if not ids:
-            return
-        statuses = await asyncio.to_thread(self.store.job_statuses, ids)
-        for job_id in ids:
-            if job_id in self.running and statuses.get(job_id) != JobState.RUNNING.value:
-                await self.kill(job_id)
 
     def _clean_stale_workdirs(self) -> None:
         jobs_dir = self.config.jobs_dir
