@@ -91,6 +91,10 @@ def short_lease_replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas
     yield from _start(tmp_path, postgres_url, "--lease-seconds", "8")
 
 
+def _running_jobs(service: RunningService) -> int:
+    return int(requests.get(service.url + "/health", timeout=30).json()["running_jobs"])
+
+
 def _balanced(apis: list[Api], first: int, call: Callable[[Api], T]) -> T:
     """``call`` on replica ``first``, or on the next one when it cannot be reached."""
     for turn in range(len(apis)):
@@ -215,7 +219,7 @@ def test_two_replicas_run_every_job_exactly_once(
 def test_a_replica_killed_midway_loses_no_job(
     short_lease_replicas: Replicas, postgres_url: str, tmp_path: Path
 ) -> None:
-    """500 units from 8 threads; replica 0 gets ``kill -9`` after 150 have completed.
+    """500 units from 8 threads; replica 0 gets ``kill -9`` once 150 have completed.
 
     Its running jobs end failed-and-retryable, found by the survivor within a few heartbeats; the
     jobs still queued run on the survivor; each unit ends with exactly one completed job.
@@ -224,16 +228,24 @@ def test_a_replica_killed_midway_loses_no_job(
     victim = replicas.services[0]
     victim_id, survivor_id = replicas.instance_ids()
     killed = threading.Event()
+    kill_lock = threading.Lock()
     kill_time: list[float] = []  # wall clock, as the store's timestamps
+    kill_count: list[int] = []
 
     def kill_at(count: int) -> None:
-        if count == 150 and not killed.is_set():
-            killed.set()
+        # From 150 completed on, at the first moment the victim says it is running a job.
+        if count < 150 or killed.is_set():
+            return
+        with kill_lock:
+            if killed.is_set() or not _running_jobs(victim):
+                return
             victim.process.send_signal(signal.SIGKILL)
             kill_time.append(time.time())
+            kill_count.append(count)
+            killed.set()
 
-    # Each job sleeps 20 ms after writing the ledger: a replica always has jobs running.
-    outcomes = _drive(replicas, ledger, total, threads=8, pause=0.02, on_done=kill_at)
+    # Each job sleeps 50 ms after writing the ledger: the replicas' slots are busy most of the time.
+    outcomes = _drive(replicas, ledger, total, threads=8, pause=0.05, on_done=kill_at)
     assert killed.is_set() and victim.process.wait(timeout=30) == -signal.SIGKILL
     assert [o.result for o in outcomes] == [str(n * n + 1) for n in range(total)]
 
@@ -262,7 +274,7 @@ def test_a_replica_killed_midway_loses_no_job(
     # Heartbeats every 2 s: the survivor notices the victim's process is gone at its next one.
     assert recovery < 15, recovery
     print(
-        f"units {total}, killed after 150 completed, lost with the replica {len(lost)} "
+        f"units {total}, killed after {kill_count[0]} completed, lost with the replica {len(lost)} "
         f"(failed retryable, resubmitted), completed {total}, ran twice {len(retried)}, "
         f"lost jobs failed within {recovery:.1f} s of the kill, jobs per replica "
         f"{ran_by[victim_id]} (killed) / {ran_by[survivor_id]}"
