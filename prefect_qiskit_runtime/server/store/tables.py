@@ -135,6 +135,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_owner_n", "owner_id", "n"),
         Index("ix_jobs_status_n", "status", "n"),
+        # The modern API's usage (seconds run this month), asked before every primitive job.
+        Index("ix_jobs_owner_ended", "owner_id", "ended"),
     )
 
     n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
