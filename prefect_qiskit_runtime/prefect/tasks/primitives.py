@@ -157,8 +157,34 @@ def _run_primitive(
         raise exc from raised
 
 
-def _canceller(attached: pl.Attached) -> Any:
-    return lambda: pl.abandon(attached, "async task cancelled")
+async def _arun_primitive(
+    backend: QiskitRuntimeBackend,
+    primitive: Primitive,
+    pubs: Sequence[Any],
+    run_kwargs: dict[str, Any],
+    mode: Mode,
+    options: Mapping[str, Any] | None,
+    timeout: float | None,
+    artifacts: bool,
+) -> Any:
+    """:func:`_run_primitive` on a worker thread; cancelling the caller abandons the job."""
+    attached = pl.Attached()
+    run = functools.partial(
+        _run_primitive,
+        backend,
+        primitive,
+        pubs,
+        run_kwargs,
+        mode,
+        options,
+        timeout,
+        artifacts,
+        attached=attached,
+    )
+    return await _in_thread_cancelling(
+        run,
+        lambda: pl.abandon(attached, "async task cancelled"),
+    )
 
 
 @task(name="run-sampler", task_run_name="sampler-{backend.backend_name}", **_COMMON)
@@ -256,21 +282,8 @@ async def arun_sampler(
     artifacts: bool = True,
 ) -> Any:
     """Async twin of :func:`run_sampler`."""
-    attached = pl.Attached()
-    return await _in_thread_cancelling(
-        functools.partial(
-            _run_primitive,
-            backend,
-            "sampler",
-            pubs,
-            {"shots": shots},
-            mode,
-            options,
-            timeout,
-            artifacts,
-            attached=attached,
-        ),
-        _canceller(attached),
+    return await _arun_primitive(
+        backend, "sampler", pubs, {"shots": shots}, mode, options, timeout, artifacts
     )
 
 
@@ -286,19 +299,6 @@ async def arun_estimator(
     artifacts: bool = True,
 ) -> Any:
     """Async twin of :func:`run_estimator`."""
-    attached = pl.Attached()
-    return await _in_thread_cancelling(
-        functools.partial(
-            _run_primitive,
-            backend,
-            "estimator",
-            pubs,
-            {"precision": precision},
-            mode,
-            options,
-            timeout,
-            artifacts,
-            attached=attached,
-        ),
-        _canceller(attached),
+    return await _arun_primitive(
+        backend, "estimator", pubs, {"precision": precision}, mode, options, timeout, artifacts
     )
