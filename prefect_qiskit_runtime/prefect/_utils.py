@@ -303,26 +303,28 @@ def create_link(link: str, text: str, description: str) -> UUID | None:
     )
 
 
-def earlier_attempt_made(kind: str, marker: str) -> bool:
-    """Whether an earlier attempt of the current task run left a ``kind`` artifact about ``marker``.
+def earlier_attempt_artifacts(kind: str) -> list[Any] | None:
+    """The ``kind`` artifacts earlier attempts of the current task run left, newest first.
 
-    Used to make an artifact once per task run however often it is retried. The API is asked only
-    on a retry, since a first attempt cannot have left anything; if it cannot be asked, the answer
-    is ``False`` (a duplicate is better than a missing artifact).
+    The API is asked only on a retry, since a first attempt cannot have left anything.
 
     Args:
         kind: The artifact type as the API stores it (``"table"``; a link is ``"markdown"``).
-        marker: Text the artifact's description contains (a job id).
+
+    Returns:
+        The artifacts (``[]`` outside a task run or on a first attempt); ``None`` when the API
+        could not be asked (logged at debug level).
     """
     ctx = TaskRunContext.get()
     if ctx is None or task_run_count() <= 1:
-        return False
+        return []
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterTaskRunId,
         ArtifactFilterType,
     )
+    from prefect.client.schemas.sorting import ArtifactSort
 
     only_ours = ArtifactFilter(
         task_run_id=ArtifactFilterTaskRunId(any_=[ctx.task_run.id]),
@@ -330,10 +332,25 @@ def earlier_attempt_made(kind: str, marker: str) -> bool:
     )
     try:
         with get_client(sync_client=True) as client:
-            made = client.read_artifacts(artifact_filter=only_ours)
+            return list(
+                client.read_artifacts(artifact_filter=only_ours, sort=ArtifactSort.CREATED_DESC)
+            )
     except Exception:
         _log.debug("Could not read the task run's artifacts", exc_info=True)
-        return False
+        return None
+
+
+def earlier_attempt_made(kind: str, marker: str) -> bool:
+    """Whether an earlier attempt of the current task run left a ``kind`` artifact about ``marker``.
+
+    Used to make an artifact once per task run however often it is retried. If the API cannot be
+    asked, the answer is ``False`` (a duplicate is better than a missing artifact).
+
+    Args:
+        kind: The artifact type as the API stores it (``"table"``; a link is ``"markdown"``).
+        marker: Text the artifact's description contains (a job id).
+    """
+    made = earlier_attempt_artifacts(kind) or []
     return any(marker in (a.description or "") for a in made)
 
 

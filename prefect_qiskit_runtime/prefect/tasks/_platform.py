@@ -108,45 +108,17 @@ def record_job(job: Any, primitive: str, job_url: str) -> None:
     """
     if TaskRunContext.get() is None:
         return
-    from prefect.artifacts import create_link_artifact
-
-    try:
-        create_link_artifact(
-            link=job_url,
-            link_text=f"Primitive job {job.job_id()}",
-            description=_about(job, primitive),
-            _sync=True,  # type: ignore[call-arg]
-        )
-    except Exception as exc:
+    if pu.create_link(job_url, f"Primitive job {job.job_id()}", _about(job, primitive)) is None:
         pu.run_logger().warning(
-            "Could not record job %s in Prefect (%s); a retry finds it by its tag",
-            job.job_id(),
-            exc,
+            "Could not record job %s in Prefect; a retry finds it by its tag", job.job_id()
         )
 
 
 def recorded_job_id() -> str | None:
     """The job id an earlier attempt of this task run recorded in Prefect, if any."""
-    ctx = TaskRunContext.get()
-    if ctx is None or pu.task_run_count() <= 1:
-        return None
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterTaskRunId,
-        ArtifactFilterType,
-    )
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    ours = ArtifactFilter(
-        task_run_id=ArtifactFilterTaskRunId(any_=[ctx.task_run.id]),
-        type=ArtifactFilterType(any_=["markdown"]),  # how the API stores a link artifact
-    )
-    try:
-        with get_client(sync_client=True) as client:
-            made = client.read_artifacts(artifact_filter=ours, sort=ArtifactSort.CREATED_DESC)
-    except Exception as exc:
-        pu.run_logger().warning("Could not read this task run's job record: %s", exc)
+    made = pu.earlier_attempt_artifacts("markdown")  # how the API stores a link artifact
+    if made is None:
+        pu.run_logger().warning("Could not read this task run's job record")
         return None
     for artifact in made:
         found = _RECORD.search(artifact.description or "")
