@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -119,33 +119,33 @@ class PostgresRelay:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _send(self) -> None:
-        import psycopg
+        async def send_pending(conn: Any) -> None:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    notes, self._pending = list(self._pending.values()), {}
+                if notes:
+                    payloads = [json.dumps(note, separators=(",", ":")) for note in notes]
+                    await conn.execute(
+                        "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                        (CHANNEL, payloads),
+                    )
+                    self.sent += len(payloads)
 
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
-                ) as conn:
-                    self._troubled.discard("send")
-                    while True:
-                        await self._wake.wait()
-                        self._wake.clear()
-                        with self._lock:
-                            notes, self._pending = list(self._pending.values()), {}
-                        if notes:
-                            payloads = [json.dumps(note, separators=(",", ":")) for note in notes]
-                            await conn.execute(
-                                "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
-                                (CHANNEL, payloads),
-                            )
-                            self.sent += len(payloads)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._trouble("send", exc)
-                await asyncio.sleep(RECONNECT_SECONDS)
+        await self._connected("send", send_pending)
 
     async def _listen(self, listening: asyncio.Event) -> None:
+        async def receive(conn: Any) -> None:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            listening.set()
+            async for notify in conn.notifies():
+                self._receive(notify.payload)
+
+        await self._connected("listen", receive)
+
+    async def _connected(self, what: str, serve: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``serve`` on a connection of its own, reconnecting whenever the connection fails."""
         import psycopg
 
         while True:
@@ -153,17 +153,14 @@ class PostgresRelay:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    listening.set()
-                    if self._troubled:
-                        logger.info("job event relay: listening again")
-                        self._troubled.clear()
-                    async for notify in conn.notifies():
-                        self._receive(notify.payload)
+                    if what in self._troubled:
+                        self._troubled.discard(what)
+                        logger.info("job event relay: can %s again", what)
+                    await serve(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._trouble("listen", exc)
+                self._trouble(what, exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
 
     def _trouble(self, what: str, exc: Exception) -> None:
