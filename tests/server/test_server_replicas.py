@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-from server_helpers import FINAL, Api
+from server_helpers import Api
 from service_helpers import RunningService, cli, start_service, stop_service
 
 from prefect_qiskit_runtime.server.store import Store
@@ -120,15 +120,6 @@ def _submit(api: Api, program: str, params: dict[str, Any], key: str) -> str:
     return str(response.json()["id"])
 
 
-def _wait(api: Api, job_id: str) -> dict[str, Any]:
-    while True:
-        response = api.get(f"/jobs/{job_id}", params={"wait": 30})
-        assert response.status_code == 200, response.text
-        job = dict(response.json())
-        if job["status"] in FINAL:
-            return job
-
-
 @dataclass
 class Outcome:
     """What one client saw of one unit of work ``n``: every job it took, the last one done."""
@@ -166,7 +157,7 @@ def _drive(
             job_id = _balanced(
                 local.apis, n, lambda a, k=key: _submit(a, replicas.program, params, k)
             )
-            job = _balanced(local.apis, n + 1, lambda a, j=job_id: _wait(a, j))
+            job = _balanced(local.apis, n + 1, lambda a, j=job_id: a.wait(j))
             jobs.append(job)
             if (job["status"], job.get("reason_code")) != LOST:
                 break
