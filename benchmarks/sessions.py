@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A hybrid loop of qiskit-ibm-runtime primitives in Prefect tasks, inside a session and without.
+"""A hybrid loop of Prefect tasks, each evaluating the energy inside a session, and without one.
 
 Usage::
 
@@ -12,14 +12,23 @@ pointed at it as ``docs/tutorials/qiskit-ibm-runtime.md`` shows. The loop evalua
 hybrid loop) for N fixed parameter vectors. Figures, each a median in ms per iteration:
 
 - ``bare_ms``: the estimator the service runs for that backend (Aer's ``EstimatorV2``, exact), in
-  this process;
+  this process, inside the flow but outside any task run;
+- ``bare_alone_ms``: the same before the flow started (no Prefect run in the process);
 - ``floor_ms``: an empty Prefect task per iteration inside a flow;
-- ``session_ms``: one Prefect task per iteration inside the flow, each running
-  ``EstimatorV2(mode=session).run([pub]).result()`` inside one ``Session``;
-- ``no_session_ms``: the same with ``EstimatorV2(mode=backend)``: one job per iteration;
-- ``session_client_ms``: the session loop without Prefect (what the service and client add);
+- ``session_ms``: one Prefect task per iteration inside the flow, each calling this package's
+  session cost (``estimator_cost(..., session=True)``: one serving ``estimator`` job answers
+  every iteration over its channel);
+- ``session_client_ms``: the same cost called without Prefect (what the service and client add);
+- ``job_per_iteration_ms``: the task calling ``estimator_cost(...)`` without a session (one job
+  per iteration);
+- ``ibm_session_ms``: the task running qiskit-ibm-runtime's
+  ``EstimatorV2(mode=session).run([pub]).result()`` inside one ``Session`` (a job per iteration,
+  in a session's kept worker); ``ibm_no_session_ms`` the same with ``mode=backend``;
 - ``added_ms`` = ``session_ms - floor_ms - bare_ms``, against the issue's target of 2 ms;
 - ``max_energy_error``: the largest difference of any energy from the exact reference.
+
+``bare_ms``, ``floor_ms`` and ``session_ms`` are measured taking turns in blocks of ``BLOCK``
+iterations (in a rotating order), so that all three see the same moments of the machine.
 
 The Prefect API is a ``prefect_test_harness`` of this process, in a temporary ``PREFECT_HOME``
 (its start-up is not measured).
@@ -48,15 +57,20 @@ import problem  # noqa: E402
 
 #: The backend of the loop (the one of ``run.py``'s hybrid loop).
 BACKEND = "aer_simulator"
+#: Iterations a step runs back to back before the next step's turn (see ``interleaved``).
+BLOCK = 20
 #: The issue's target for what the package adds per iteration.
 TARGET_ADDED_MS = 2.0
 FIGURES = (
     "iterations",
     "bare_ms",
+    "bare_alone_ms",
     "floor_ms",
     "session_ms",
-    "no_session_ms",
     "session_client_ms",
+    "job_per_iteration_ms",
+    "ibm_session_ms",
+    "ibm_no_session_ms",
     "added_ms",
     "max_energy_error",
 )
@@ -104,6 +118,8 @@ def measure(url: str, token: str, iterations: int, warmup: int) -> dict[str, Any
     from prefect.cache_policies import NO_CACHE
     from qiskit_ibm_runtime import EstimatorV2
 
+    from prefect_qiskit_runtime.prefect.blocks import QiskitRuntimeBackend, QiskitRuntimeCredentials
+    from prefect_qiskit_runtime.prefect.loops import estimator_cost
     from prefect_qiskit_runtime.server.backends import build_backend, estimator_for
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -125,40 +141,80 @@ def measure(url: str, token: str, iterations: int, warmup: int) -> dict[str, Any
     def series(
         name: str, step: Callable[[list[float]], float], warm_up: list[list[float]]
     ) -> float:
+        return interleaved({name: step}, warm_up)[name]
+
+    def interleaved(
+        steps: dict[str, Callable[[list[float]], float]], warm_up: list[list[float]]
+    ) -> dict[str, float]:
+        """Median ms of each step, the steps taking turns in blocks of ``BLOCK`` iterations.
+
+        Within a block a step runs back to back, as a loop does (a task run's background work
+        in Prefect, its events and logs, spills into the next iteration of the same loop);
+        the blocks take turns in a rotating order, so that drift of the machine (CPU
+        frequency, the Prefect server's backlog) does not favour the step measured first.
+        """
         for params in warm_up:
-            step(params)
-        times, got = [], []
-        for params in vectors:
-            began = time.perf_counter()
-            got.append(step(params))
-            times.append((time.perf_counter() - began) * 1000)
-        energies[name] = got
-        return _median(times)
+            for step in steps.values():
+                step(params)
+        names = list(steps)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:
+            energies[name] = [0.0] * len(vectors)
+        blocks = [range(i, min(i + BLOCK, len(vectors))) for i in range(0, len(vectors), BLOCK)]
+        for b, block in enumerate(blocks):
+            for name in names[b % len(names) :] + names[: b % len(names)]:
+                for i in block:
+                    began = time.perf_counter()
+                    energies[name][i] = steps[name](vectors[i])
+                    times[name].append((time.perf_counter() - began) * 1000)
+        return {name: _median(values) for name, values in times.items()}
 
-    out["bare_ms"] = series("bare", lambda p: evaluate(local, p), warm)
-    session = open_session(service, BACKEND)
-    with session:
-        estimator = EstimatorV2(mode=session)
-        out["session_client_ms"] = series("session_client", lambda p: evaluate(estimator, p), warm)
+    out["bare_alone_ms"] = series("bare_alone", lambda p: evaluate(local, p), warm)
+    block = QiskitRuntimeBackend(
+        credentials=QiskitRuntimeCredentials(url=url, token=token), backend_name=BACKEND
+    )
+    with estimator_cost(block, circuit, observable, session=True) as cost:
+        out["session_client_ms"] = series("session_client", lambda p: cost(np.asarray(p)), warm)
 
-    # No cache key: the estimator argument cannot be hashed, and the floor does what the loop does.
+    # No cache key: the cost argument cannot be hashed. The floor takes what the loop's task takes.
     @task(cache_policy=NO_CACHE)
-    def empty(params: list[float]) -> float:
+    def empty(cost: Any, params: list[float]) -> float:
         return 0.0
 
     @task(cache_policy=NO_CACHE)
-    def energy(estimator: Any, params: list[float]) -> float:
+    def energy(cost: Any, params: list[float]) -> float:
+        return float(cost(np.asarray(params)))
+
+    @task(cache_policy=NO_CACHE)
+    def ibm_energy(estimator: Any, params: list[float]) -> float:
         return evaluate(estimator, params)
 
     @flow(name="session-loop-benchmark")
     def loop() -> dict[str, float]:
         figures: dict[str, float] = {}
-        figures["floor_ms"] = series("floor", lambda p: empty(p), warm)
+        with estimator_cost(block, circuit, observable, session=True) as cost:
+            turns = interleaved(
+                {
+                    "bare": lambda p: evaluate(local, p),
+                    "floor": lambda p: empty(cost, p),
+                    "session": lambda p: energy(cost, p),
+                },
+                warm,
+            )
+        figures.update({f"{name}_ms": value for name, value in turns.items()})
+        per_job = estimator_cost(block, circuit, observable)
+        figures["job_per_iteration_ms"] = series(
+            "job_per_iteration", lambda p: energy(per_job, p), warm[:1]
+        )
         with open_session(service, BACKEND) as session:
             in_session = EstimatorV2(mode=session)
-            figures["session_ms"] = series("session", lambda p: energy(in_session, p), warm)
+            figures["ibm_session_ms"] = series(
+                "ibm_session", lambda p: ibm_energy(in_session, p), warm
+            )
         alone = EstimatorV2(mode=backend)
-        figures["no_session_ms"] = series("no_session", lambda p: energy(alone, p), warm[:1])
+        figures["ibm_no_session_ms"] = series(
+            "ibm_no_session", lambda p: ibm_energy(alone, p), warm[:1]
+        )
         return figures
 
     out.update(loop())
@@ -237,7 +293,7 @@ def render(console: Any, report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the table, write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="the service's --workers")
     parser.add_argument("--json", type=Path, help="write the report here")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from prefect_qiskit_runtime.client.channel import JobChannel
 from prefect_qiskit_runtime.client.job import RuntimeJob
 from prefect_qiskit_runtime.client.program import ParameterNamespace, RuntimeProgram
 from prefect_qiskit_runtime.client.service_programs import ProgramsMixin
@@ -243,6 +244,26 @@ class RuntimeService(ProgramsMixin):
             fallback=QiskitRuntimeError,
         ).json()
         return RuntimeJob.from_wire(self._transport, obj)
+
+    def open_channel(self, job: str | RuntimeJob, *, open_timeout: float = 60.0) -> JobChannel:
+        """A channel for calls into a running job whose program serves them (one round trip each).
+
+        Args:
+            job: The job, or its id (its program calls ``user_messenger.receive()``).
+            open_timeout: Seconds the first connection waits for a queued job to start.
+
+        Returns:
+            A :class:`~prefect_qiskit_runtime.client.channel.JobChannel`; it connects on the
+            first call. Close it (or use it as a context manager) to tell the program to finish.
+
+        Example:
+            >>> job = service.run("estimator", {"backend_name": "aer_simulator"},
+            ...                   {"serve": {"idle_timeout": 60}})  # doctest: +SKIP
+            >>> with service.open_channel(job) as channel:  # doctest: +SKIP
+            ...     result = channel.call({"pubs": [[circuit, {"ZZ": 1.0}, [0.1]]]})
+        """
+        job_id = job if isinstance(job, str) else job.job_id()
+        return JobChannel(self._transport, job_id, open_timeout=open_timeout)
 
     def jobs(
         self,

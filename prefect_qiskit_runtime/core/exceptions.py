@@ -94,6 +94,18 @@ class RuntimePayloadError(QiskitRuntimeError, ValueError):
     """A payload could not be encoded or decoded by the runtime codec."""
 
 
+class RuntimeChannelError(QiskitRuntimeError):
+    """A call into a running job got no reply: the channel closed, or the service refused it.
+
+    ``retryable`` is true when the job is gone or the connection dropped (a new job or a new
+    connection may answer), false for a refused call.
+    """
+
+
+class RuntimeCallFailed(RuntimeChannelError):
+    """The job's program answered a call with an error (``Call.fail``, or its handler raised)."""
+
+
 class EmbeddedServiceError(QiskitRuntimeError):
     """The embedded service could not be started or reached."""
 
@@ -110,6 +122,8 @@ __all__ = [
     "QiskitRuntimeError",
     "RequestsApiError",
     "RuntimeAuthenticationError",
+    "RuntimeCallFailed",
+    "RuntimeChannelError",
     "RuntimeDuplicateProgramError",
     "RuntimeInvalidStateError",
     "RuntimeJobCancelled",

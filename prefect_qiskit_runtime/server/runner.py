@@ -10,7 +10,9 @@ The program contract (``spec/runtime-api.md`` §7): the source defines
 ``main(backend, user_messenger, **inputs)``;
 ``user_messenger.publish(message, encoder=RuntimeEncoder, final=False)`` streams an interim result,
 ``final=True`` sets the candidate final result (the last one wins); a non-``None`` return value of
-``main`` counts as a last final publish; with neither, the result is ``null``.
+``main`` counts as a last final publish; with neither, the result is ``null``. An extension:
+``user_messenger.receive(timeout)`` takes the next call a client sent the running job
+(:mod:`prefect_qiskit_runtime.server.calls`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect_qiskit_runtime.server.calls import Call, Inbox
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -63,6 +68,7 @@ class UserMessenger:
         send: Writes one frame to the executor.
         max_message_bytes: Limit for interim messages.
         max_result_bytes: Limit for the final result.
+        inbox: Where the calls of clients arrive; ``None`` where the executor relays none.
     """
 
     def __init__(
@@ -70,8 +76,10 @@ class UserMessenger:
         send: Send,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        inbox: Inbox | None = None,
     ) -> None:
         self._send = send
+        self._inbox = inbox
         self._max_message = max_message_bytes
         self._max_result = max_result_bytes
         self.final_result: str | None = None
@@ -106,6 +114,24 @@ class UserMessenger:
             self.final_result = text
         else:
             self._send({"t": "message", "data": text})
+
+    def receive(self, timeout: float | None = None) -> Call | None:
+        """The next call a client sent this job over its channel (an extension of the contract).
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits until a call comes or the channel ends.
+
+        Returns:
+            The call (answer it with ``reply`` or ``fail``), or ``None`` when a client ended the
+            channel, the wait timed out, or the executor relays no calls (Ray).
+
+        Example:
+            >>> while (call := user_messenger.receive(timeout=300)) is not None:  # doctest: +SKIP
+            ...     call.reply(compute(call.value))
+        """
+        if self._inbox is None:
+            return None
+        return self._inbox.receive(timeout)
 
 
 def decode_inputs(params_json: str) -> dict[str, Any]:
@@ -193,7 +219,7 @@ def configure_logging(level: str | None) -> None:
     root.setLevel(name)
 
 
-def execute(spec: dict[str, Any], send: Send) -> bool:
+def execute(spec: dict[str, Any], send: Send, inbox: Inbox | None = None) -> bool:
     """Run one job's program and report its outcome through ``send``.
 
     Expects the process to be set up already (working directory, log file on fds 1 and 2, limits)
@@ -203,6 +229,7 @@ def execute(spec: dict[str, Any], send: Send) -> bool:
         spec: ``program_source``, ``params_json``, ``backend_name``, ``log_level``, ``workdir`` and
             optionally ``max_message_bytes``/``max_result_bytes``.
         send: Writes one frame to the executor.
+        inbox: The calls clients send the job, if the executor relays them.
 
     Returns:
         True if the program completed, False if it failed (the ``error`` frame was sent).
@@ -222,6 +249,7 @@ def execute(spec: dict[str, Any], send: Send) -> bool:
         send,
         spec.get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES,
         spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES,
+        inbox,
     )
     try:
         Path(program_file).write_text(spec["program_source"], encoding="utf-8")

@@ -75,6 +75,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.channel_calls = Counter(
+            "pqr_channel_calls",
+            "Calls relayed into running jobs over their channels, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
         running = Gauge(
             "pqr_jobs_running_here", "Jobs this instance runs now.", registry=self.registry
         )

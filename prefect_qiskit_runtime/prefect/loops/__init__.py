@@ -46,6 +46,7 @@ from prefect_qiskit_runtime.prefect.loops.estimator import EstimatorCost, estima
 from prefect_qiskit_runtime.prefect.loops.estimator import expectation_value as expectation_value
 from prefect_qiskit_runtime.prefect.loops.reporting import ascii_chart as ascii_chart
 from prefect_qiskit_runtime.prefect.loops.reporting import render_convergence_markdown
+from prefect_qiskit_runtime.prefect.loops.session import SessionEstimatorCost
 
 __all__ = [
     "BlockCheckpointStore",
@@ -53,6 +54,7 @@ __all__ = [
     "EstimatorCost",
     "LocalCheckpointStore",
     "LoopResult",
+    "SessionEstimatorCost",
     "estimator_cost",
     "minimize",
     "render_convergence_markdown",

@@ -139,8 +139,15 @@ def estimator_cost(
     program_id: str = "estimator",
     timeout: float | None = None,
     artifacts: bool = False,
+    session: bool = False,
+    idle_timeout: float | None = None,
 ) -> EstimatorCost:
-    """Build a cost function that runs the ``estimator`` program once per evaluation.
+    """Build a cost function on the ``estimator`` program: a job per evaluation, or one job.
+
+    With ``session=True`` one serving job answers every evaluation over its channel (a
+    websocket round trip each, the ansatz kept warm in the job): use the cost as a context
+    manager so that the job ends with the loop (see
+    :class:`~prefect_qiskit_runtime.prefect.loops.session.SessionEstimatorCost`).
 
     Args:
         backend: Where the jobs run.
@@ -150,10 +157,32 @@ def estimator_cost(
         program_id: The estimator program's id.
         timeout: Seconds to wait for one job.
         artifacts: A link artifact and a metrics row per job (see :class:`EstimatorCost`).
+        session: One serving job for all evaluations instead of a job per evaluation.
+        idle_timeout: With ``session``: seconds the job waits for the next evaluation.
 
     Returns:
         A callable ``cost(params) -> float`` for :func:`minimize`.
+
+    Example:
+        >>> with estimator_cost(backend, ansatz, hamiltonian, session=True) as energy:
+        ...     result = minimize(energy, x0)  # doctest: +SKIP
     """
+    if session:
+        from prefect_qiskit_runtime.prefect.loops.session import (
+            DEFAULT_IDLE_TIMEOUT,
+            SessionEstimatorCost,
+        )
+
+        return SessionEstimatorCost(
+            backend,
+            circuit,
+            observable,
+            precision=precision,
+            program_id=program_id,
+            timeout=timeout,
+            artifacts=artifacts,
+            idle_timeout=DEFAULT_IDLE_TIMEOUT if idle_timeout is None else idle_timeout,
+        )
     return EstimatorCost(
         backend,
         circuit,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from prefect_qiskit_runtime.server.api import jobs, programs, service, stream
+from prefect_qiskit_runtime.server.api import channel, jobs, programs, service, stream
 from prefect_qiskit_runtime.server.api.modern import MODERN_ROUTERS
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -19,6 +19,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     programs.router,
     jobs.router,
     stream.router,
+    channel.router,
     *MODERN_ROUTERS,
 )
 

@@ -93,6 +93,8 @@ class Executor(abc.ABC):
 
     #: How many jobs may run at once; the scheduler never submits more.
     capacity: int
+    #: Whether :meth:`call` reaches the programs (a job's channel); the Ray executor's does not.
+    relays_calls: bool = False
 
     @abc.abstractmethod
     async def start(self, events: ExecutorEvents) -> None:
@@ -109,6 +111,26 @@ class Executor(abc.ABC):
         Returns:
             False if the executor did not know the job (already finished or never submitted).
         """
+
+    def has_job(self, job_id: str) -> bool:
+        """Whether the job was submitted here and has not finished (it may take calls)."""
+        return False
+
+    async def call(self, job_id: str, data: str) -> str:
+        """Send one call (JSON text) to a running job's program; its reply's JSON text.
+
+        Raises:
+            ChannelError: (from :mod:`.calls`) no reply: the executor relays no calls, the job
+                is not running here or ended, too many calls are unanswered, or the program
+                failed the call.
+        """
+        from prefect_qiskit_runtime.server.executors.calls import ChannelUnavailable
+
+        raise ChannelUnavailable(f"the {type(self).__name__} relays no calls into jobs")
+
+    def end_calls(self, job_id: str) -> bool:
+        """Tell a running job's program that no more calls come; False if the job is not here."""
+        return False
 
     async def end_session(self, session_id: str) -> None:
         """A session accepts no more jobs: whatever was kept for it may go once its jobs ended."""

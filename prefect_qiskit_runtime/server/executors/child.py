@@ -213,7 +213,10 @@ def _run_job(  # pragma: no cover - child
             seal_last_frame(out, streams, cpu_begin)
         send_frame(conn, out)
 
-    ok = runner.execute(spec, send)
+    from prefect_qiskit_runtime.server.calls import Inbox
+
+    max_call = int(spec.get("max_message_bytes") or runner.DEFAULT_MAX_MESSAGE_BYTES)
+    ok = runner.execute(spec, send, Inbox(conn, send, 2 * max_call + 4096))
     conn.close()
     return 0 if ok else 1
 

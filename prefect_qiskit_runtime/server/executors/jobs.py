@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect_qiskit_runtime.server.executors import calls
 from prefect_qiskit_runtime.server.executors.base import JobSpec
 from prefect_qiskit_runtime.server.executors.ipc import FrameBuffer, FrameTooLarge, read_frame
 
@@ -67,6 +68,11 @@ class LocalJob:
     hello_wait: asyncio.TimerHandle | None = None
     hello_given_up: bool = False
     kill_timer: asyncio.TimerHandle | None = None
+    # Its channel (:mod:`.calls`): unanswered calls by number, frames waiting for the connection.
+    calls: dict[int, asyncio.Future[str]] = field(default_factory=dict)
+    call_seq: int = 0
+    outbox: list[bytes] = field(default_factory=list)
+    ended_calls: bool = False
 
 
 class JobReader(asyncio.StreamReader):
@@ -170,6 +176,7 @@ class JobConnections:
             job.reader = reader if isinstance(reader, JobReader) else None
             if job.hello_wait is not None:
                 job.hello_wait.cancel()
+            calls.flush_outbox(job)
             if job.exit is not None:
                 self.arm_linger(job)
             await self._serve_job(job, reader)
@@ -181,6 +188,7 @@ class JobConnections:
             writer.close()
             if job is not None:
                 job.conn_open = False
+                calls.fail_calls(job, "the job's process ended before it answered")
                 if job.linger is not None:
                     job.linger.cancel()
                     job.linger = None
@@ -234,6 +242,9 @@ class JobConnections:
             kind = frame.get("t")
             if kind == "message":
                 messages.append(str(frame.get("data")))
+                continue
+            if kind == "reply":
+                calls.settle_reply(job, frame)
                 continue
             if messages:
                 await self._deliver(job, messages)

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from prefect_qiskit_runtime.server.executors import calls
 from prefect_qiskit_runtime.server.executors.base import (
     Executor,
     ExecutorEvents,
@@ -98,6 +99,8 @@ class LocalExecutor(Executor):
     Raises:
         SandboxUnavailable: ``sandbox="landlock"`` on a kernel without Landlock.
     """
+
+    relays_calls = True
 
     def __init__(
         self,
@@ -200,6 +203,28 @@ class LocalExecutor(Executor):
             self._maybe_finish(job)
             return True
         self._kill(job)
+        return True
+
+    def has_job(self, job_id: str) -> bool:
+        """Whether the job runs here (or waits for the warm parent) and is not finishing."""
+        job = self._jobs.get(job_id)
+        return job is not None and not job.finishing and not job.cancel_requested
+
+    async def call(self, job_id: str, data: str) -> str:
+        """Send one call to the job's program over its connection; the reply's JSON text.
+
+        Raises:
+            ChannelError: See :meth:`Executor.call`.
+        """
+        if not self.has_job(job_id):
+            raise calls.ChannelUnavailable(f"job {job_id} is not running on this instance")
+        return await calls.send_call(self._jobs[job_id], data)
+
+    def end_calls(self, job_id: str) -> bool:
+        """Tell the job's program that no more calls come."""
+        if not self.has_job(job_id):
+            return False
+        calls.end_calls(self._jobs[job_id])
         return True
 
     async def shutdown(self) -> None:
@@ -444,6 +469,7 @@ class LocalExecutor(Executor):
 
     async def _finish(self, job: LocalJob) -> None:
         outcome = job_outcome(job, self.memory_limit_mb)
+        calls.fail_calls(job, f"the job ended ({outcome.status})")
         self._jobs.pop(job.spec.job_id, None)
         await self._call("on_finished", job.spec.job_id, outcome)
 

@@ -8,6 +8,10 @@ as given. ``options.skip_transpilation`` true never transpiles, false (or an exp
 ``optimization_level``) always does. Aer's ``EstimatorV2`` bound to the backend
 computes the expectation values (its noise model included), ``BackendEstimatorV2`` on other
 backends. The result is the primitive's ``PrimitiveResult``.
+
+With ``serve`` instead of ``pubs``, the job answers calls ``{"pubs": [...]}`` over its channel,
+each with its ``PrimitiveResult``, keeping every circuit it prepared for the next call
+(``prefect_qiskit_runtime.server.backends.serving``).
 """
 
 import numpy as np
@@ -15,6 +19,7 @@ from qiskit.primitives.containers import ObservablesArray
 from qiskit.quantum_info import SparsePauliOp
 
 from prefect_qiskit_runtime.server.backends import estimator_for, transpile_for
+from prefect_qiskit_runtime.server.backends.serving import PubCache, serve_pubs
 
 
 def coerce_observables(observables):
@@ -49,11 +54,12 @@ def normalize_pub(pub, backend=None, optimization_level=None, seed=None, always=
     return (circuit, observables, *rest)
 
 
-def main(backend, user_messenger, pubs, options=None, **kwargs):
-    """Estimate every PUB and return the ``PrimitiveResult``.
+def main(backend, user_messenger, pubs=None, options=None, serve=None, **kwargs):
+    """Estimate every PUB and return the ``PrimitiveResult`` (or serve calls, see above).
 
     Args:
         pubs: A list of PUBs.
+        serve: ``true`` or ``{"idle_timeout": seconds}``: answer calls instead of ``pubs``.
         options: ``precision`` (default 0: exact on Aer), ``seed``, ``optimization_level``
             (default 1; given, every circuit is transpiled at that level),
             ``skip_transpilation`` (default: transpile only circuits the backend cannot run as
@@ -66,6 +72,11 @@ def main(backend, user_messenger, pubs, options=None, **kwargs):
     skip = options.get("skip_transpilation")
     level = options.get("optimization_level")
     target = None if skip else backend
-    pubs = [normalize_pub(p, target, level, seed, always=skip is False) for p in pubs]
     estimator = estimator_for(backend, precision, seed)
+    if serve:
+        cache = PubCache(2, lambda fixed: normalize_pub(fixed, target, level, seed, skip is False))
+        return serve_pubs(user_messenger, serve, cache, estimator)
+    if pubs is None:
+        raise ValueError("the estimator needs pubs (or serve)")
+    pubs = [normalize_pub(p, target, level, seed, always=skip is False) for p in pubs]
     return estimator.run(pubs).result()
