@@ -12,8 +12,10 @@ two-qubit reduction to two qubits; its coefficients are those of Qiskit's VQE tu
 diagonalization of the same 4x4 matrix.
 
 1. **Client-side**: ``loops.minimize`` runs COBYLA here; every energy evaluation is a task run named
-   ``iteration-{k}`` that runs the ``estimator`` program (one runtime job each), checkpointed so a
-   retried flow run resumes where it stopped. The loop leaves a convergence artifact.
+   ``iteration-{k}``, checkpointed so a retried flow run resumes where it stopped. The evaluations
+   go to one serving ``estimator`` job (``session=True``: a websocket round trip each, the ansatz
+   kept warm in the job), or with ``session=False`` to one ``estimator`` job each. The loop
+   leaves a convergence artifact.
 2. **Server-side**: the ``vqe`` program runs the whole loop inside one runtime job; its interim
    results stream into the task's log, and the job leaves a metrics table artifact.
 """
@@ -73,14 +75,16 @@ def vqe_client_side(
     maxiter: int = 200,
     backend_block: str | None = None,
     loop_key: str | None = None,
+    session: bool = True,
 ) -> dict[str, Any]:
-    """Client-side VQE: COBYLA here, one ``estimator`` job per task run ``iteration-{k}``.
+    """Client-side VQE: COBYLA here, one task run ``iteration-{k}`` per energy evaluation.
 
     Args:
         bond_length: H-H distance in ångström.
         maxiter: Most energy evaluations.
         backend_block: Name of a saved ``QiskitRuntimeBackend`` block; default: embedded Aer.
         loop_key: Checkpoint key; give one to resume across flow runs.
+        session: Send every evaluation to one serving ``estimator`` job; ``False``: one job each.
 
     Returns:
         ``energy``, ``parameters``, ``evaluations``.
@@ -90,15 +94,15 @@ def vqe_client_side(
     backend = load_backend(backend_block)
     terms = hamiltonian_for(bond_length)
     circuit = ansatz()
-    cost = estimator_cost(backend, circuit, SparsePauliOp.from_list(terms))
-    result = minimize(
-        cost,
-        [0.1] * circuit.num_parameters,
-        method="COBYLA",
-        options={"maxiter": maxiter},
-        name=f"h2-vqe-{bond_length:.3f}",
-        loop_key=loop_key,
-    )
+    with estimator_cost(backend, circuit, SparsePauliOp.from_list(terms), session=session) as cost:
+        result = minimize(
+            cost,
+            [0.1] * circuit.num_parameters,
+            method="COBYLA",
+            options={"maxiter": maxiter},
+            name=f"h2-vqe-{bond_length:.3f}",
+            loop_key=loop_key,
+        )
     return {
         "energy": result.fun,
         "parameters": result.x.tolist(),

@@ -55,6 +55,15 @@ class EstimatorCost:
         self._encoded: tuple[Any, Any] | None = None
         self._encoded_ids: tuple[int, int] = (0, 0)
 
+    def __enter__(self) -> EstimatorCost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the cost holds (nothing here: each evaluation's job ends by itself)."""
+
     def _encoded_parts(self) -> tuple[Any, Any]:
         """The circuit and observable in their wire form, encoded once for the whole loop.
 

@@ -37,8 +37,9 @@ DEFAULT_IDLE_TIMEOUT = 120.0
 class SessionEstimatorCost(EstimatorCost):
     """Cost function answering every evaluation from one serving ``estimator`` job.
 
-    Use it as a context manager (or call :meth:`close`), so that the job finishes when the loop
-    does; otherwise it finishes ``idle_timeout`` seconds after the last evaluation.
+    Use it as a context manager (the job starts on entry and finishes on exit), or call
+    :meth:`close`; otherwise the job starts with the first evaluation and finishes
+    ``idle_timeout`` seconds after the last one.
 
     A dropped connection is reopened, and a serving job that ended (its worker was lost, the
     service restarted, it idled out) is replaced by a new one, within the same evaluation; an
@@ -89,10 +90,7 @@ class SessionEstimatorCost(EstimatorCost):
         self.calls = 0
 
     def __enter__(self) -> SessionEstimatorCost:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self.open()
 
     def open(self) -> SessionEstimatorCost:
         """Start the serving job now (otherwise the first evaluation does); returns ``self``."""
