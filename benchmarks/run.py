@@ -1084,7 +1084,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="N",
-        help="also time N iterations of a qiskit-ibm-runtime loop in a session (sessions.py)",
+        help="also time N iterations of a hybrid loop of Prefect tasks in a session (sessions.py)",
     )
     # Every series at its minimum, for the smoke test of the report's keys.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
