@@ -27,6 +27,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from prefect_qiskit_runtime.client.stream import _ws_logger, ssl_context
@@ -130,7 +131,7 @@ class JobChannel:
                     f"job {self.job_id} did not answer call {call_id} within {timeout}s"
                 ) from exc
             except ConnectionClosed as exc:
-                self._ws = None
+                self._drop()
                 raise self._closed_error(exc) from exc
             except (OSError, WebSocketException) as exc:
                 self._drop()
@@ -202,7 +203,9 @@ class JobChannel:
         if code == _NOT_FOUND:
             return RuntimeJobNotFound(reason, error_code="JOB_NOT_FOUND")
         if code == _NOT_SERVED_HERE:
-            return RuntimeChannelError(reason, error_code="CHANNEL_UNAVAILABLE")
+            # The job is final (or not served here): as a CHANNEL_UNAVAILABLE reply, retryable
+            # on a new job; the caller knows whether it wants one.
+            return RuntimeChannelError(reason, error_code="CHANNEL_UNAVAILABLE", retryable=True)
         if code == 1000:
             return RuntimeChannelError(
                 f"job {self.job_id} ended: {reason}", error_code="JOB_ENDED", retryable=True
@@ -252,6 +255,11 @@ class _Connection:
             self._flush()
             while self._response is None:
                 self._read(deadline)
+        except ConnectionClosed:
+            if self._response is None or self._proto.handshake_exc is not None:
+                sock.close()
+                raise
+            # Closed right after the upgrade (a refused job): ``recv_text`` reports the close.
         except BaseException:
             sock.close()
             raise
@@ -299,9 +307,8 @@ class _Connection:
 
     def _read(self, deadline: float | None) -> None:
         """Read once from the socket and take in the events (answering pings)."""
-        exc = self._proto.close_exc if self._proto.close_rcvd is not None else None
-        if exc is not None:
-            raise exc
+        if self._proto.close_rcvd is not None:
+            raise self._closed()
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         self._sock.settimeout(left)
         try:
@@ -326,4 +333,17 @@ class _Connection:
         if not data or self._proto.close_rcvd is not None:
             if self._texts:
                 return  # what arrived before the close is delivered first
-            raise self._proto.close_exc
+            raise self._closed()
+
+    def _closed(self) -> ConnectionClosed:
+        """The error of a connection that is closed, or closing (the service's close arrived).
+
+        A client stays CLOSING after the service's close frame until the service drops the TCP
+        connection, and ``close_exc`` may only be read once CLOSED: the close code is known as
+        soon as the frame has arrived, so it is not waited for.
+        """
+        if self._proto.state is State.CLOSED:
+            return self._proto.close_exc
+        return ConnectionClosed(
+            self._proto.close_rcvd, self._proto.close_sent, self._proto.close_rcvd_then_sent
+        )

@@ -66,7 +66,7 @@ class Call:
         self._answer({"data": json.dumps(value, cls=encoder)})
 
     def fail(self, message: str) -> None:
-        """Answer the call with an error: the client's ``call`` raises ``JobCallFailed(message)``.
+        """Answer the call with an error: the client's ``call`` raises ``RuntimeCallFailed``.
 
         Raises:
             RuntimeError: If the call was answered already.

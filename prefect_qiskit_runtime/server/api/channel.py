@@ -6,7 +6,8 @@ the program's ``receive`` returns ``None``). From the service: ``{"ready": true,
 the job runs here, then per call ``{"id": ID, "message": "<JSON text>"}`` or ``{"id": ID,
 "error": {"message", "code"}}``, in the order the replies come. The service closes with 1000
 when the job is final, 4404 for an unknown job, 4409 when this instance cannot serve it (final,
-elsewhere, or an executor without calls), 1008 for a missing or bad token.
+elsewhere, or an executor without calls). A missing or bad token is refused before the upgrade
+(the policy-violation close before ``accept`` reaches the client as HTTP 403, as on the stream).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from prefect_qiskit_runtime.server import auth
 from prefect_qiskit_runtime.server.api.stream import POLICY_VIOLATION
 from prefect_qiskit_runtime.server.auth import authenticate
 from prefect_qiskit_runtime.server.executors.base import Executor
-from prefect_qiskit_runtime.server.executors.calls import ChannelError
+from prefect_qiskit_runtime.server.executors.calls import MAX_CALLS_IN_FLIGHT, ChannelError
 from prefect_qiskit_runtime.server.runtime import Runtime, runtime_of
 from prefect_qiskit_runtime.server.usecases import channel as channel_cases
 from prefect_qiskit_runtime.server.usecases.errors import InvalidState, JobNotFound
@@ -44,22 +45,37 @@ async def channel(websocket: WebSocket, job_id: str) -> None:
         await websocket.close(code=POLICY_VIOLATION, reason="invalid or missing access token")
         return
     await websocket.accept()
+    # Frames are read from the start, so that a client leaving while the job is still queued
+    # ends the wait, and pings sent meanwhile are answered; calls wait in ``inbox`` (at most
+    # MAX_CALLS_IN_FLIGHT, then the socket is no longer read) until the job runs here.
+    inbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MAX_CALLS_IN_FLIGHT)
+    reader = asyncio.create_task(_read_frames(websocket, inbox))
     try:
-        executor = await channel_cases.locate(runtime, user, job_id)
-    except JobNotFound as exc:
-        await websocket.close(code=NOT_FOUND, reason=str(exc)[:120])
-        return
-    except InvalidState as exc:
-        await websocket.close(code=NOT_SERVED_HERE, reason=str(exc)[:120])
-        return
-    relay = _Relay(runtime, executor, job_id, websocket)
-    try:
-        await websocket.send_text(json.dumps({"ready": True, "job": job_id}))
-        await relay.run()
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        pass
+        located = asyncio.create_task(channel_cases.locate(runtime, user, job_id))
+        await asyncio.wait((located, reader), return_when=asyncio.FIRST_COMPLETED)
+        if not located.done():
+            located.cancel()  # the client left before the job ran here
+            return
+        try:
+            executor = located.result()
+        except JobNotFound as exc:
+            await websocket.close(code=NOT_FOUND, reason=str(exc)[:120])
+            return
+        except InvalidState as exc:
+            await websocket.close(code=NOT_SERVED_HERE, reason=str(exc)[:120])
+            return
+        relay = _Relay(runtime, executor, job_id, websocket, inbox)
+        try:
+            await websocket.send_text(json.dumps({"ready": True, "job": job_id}))
+            await relay.run()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            await relay.stop()
     finally:
-        await relay.stop()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
     if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=1000, reason="the job ended")
@@ -69,18 +85,24 @@ class _Relay:
     """One channel connection: each call in a task of its own, replies sent as they come."""
 
     def __init__(
-        self, runtime: Runtime, executor: Executor, job_id: str, websocket: WebSocket
+        self,
+        runtime: Runtime,
+        executor: Executor,
+        job_id: str,
+        websocket: WebSocket,
+        inbox: asyncio.Queue[str | None],
     ) -> None:
         self.runtime = runtime
         self.executor = executor
         self.job_id = job_id
         self.websocket = websocket
+        self.inbox = inbox
         self.limit = runtime.config.max_message_bytes
         self.calls: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Read the client's frames until it leaves or the job ends."""
-        reader = asyncio.create_task(self._read())
+        """Handle the client's frames until it leaves or the job ends."""
+        reader = asyncio.create_task(self._handle())
         ended = asyncio.create_task(self._job_final())
         try:
             await asyncio.wait((reader, ended), return_when=asyncio.FIRST_COMPLETED)
@@ -98,9 +120,8 @@ class _Relay:
         for task in list(self.calls):
             task.cancel()
 
-    async def _read(self) -> None:
-        while True:
-            text = await self.websocket.receive_text()
+    async def _handle(self) -> None:
+        while (text := await self.inbox.get()) is not None:
             try:
                 frame: Any = json.loads(text)
             except ValueError:
@@ -145,6 +166,28 @@ class _Relay:
                 event = await sub.get(timeout=5.0)
                 if event is not None and event.kind == "final":
                     return
+
+
+async def _read_frames(websocket: WebSocket, inbox: asyncio.Queue[str | None]) -> None:
+    """Put each text frame of the client into ``inbox``; ``None`` once it left."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None and message.get("bytes") is not None:
+                text = message["bytes"].decode("utf-8", errors="replace")
+            await inbox.put(text if text is not None else "")
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+    finally:
+        while True:
+            try:
+                inbox.put_nowait(None)
+                break
+            except asyncio.QueueFull:
+                inbox.get_nowait()  # the client left: a call of its that was never sent is dropped
 
 
 def _valid_id(value: Any) -> bool:
