@@ -73,3 +73,23 @@ def test_benchmarks_quick_report_has_every_key(tmp_path: Path) -> None:
     assert machine["comparison_venv"]["prefect-qiskit"] == "0.2.1"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "goals (same run)" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_session_loop_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    """``benchmarks/sessions.py``: every figure is produced, the energies are right (not timed)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sessions
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    report = sessions.measure_in_subprocess(tmp_path, iterations=4, warmup=1)
+    assert set(report) == set(sessions.FIGURES)
+    assert report["iterations"] == 4
+    for key in sessions.FIGURES[1:-1]:
+        assert isinstance(report[key], (int, float)), key
+        if key != "added_ms":  # a difference, which may be negative
+            assert report[key] > 0, (key, report[key])
+    # Every series computed the exact energies, the session's through one serving job.
+    assert report["max_energy_error"] < 1e-9
