@@ -676,6 +676,29 @@ def test_estimator_serve_prepares_a_circuit_once(client: RuntimeService) -> None
     assert job.result(timeout=120) == {"calls": len(POINTS), "failed": 0, "circuits_prepared": 1}
 
 
+def test_estimator_serve_data_reply(client: RuntimeService) -> None:
+    """``"reply": "data"``: plain ``[{"evs", "stds"}]`` with the values of the full result."""
+    circuit = ansatz()
+    job = client.run("estimator", AER, {"serve": True})
+    with client.open_channel(job) as channel:
+        full = channel.call({"pubs": [[circuit, HAMILTONIAN, POINTS[1]]]})
+        data = channel.call({"pubs": [[circuit, HAMILTONIAN, POINTS[1]]], "reply": "data"})
+        text = channel.call_text(channel_text(circuit, POINTS[2]))
+        with pytest.raises(RuntimeCallFailed, match="reply must be"):
+            channel.call({"pubs": [[circuit, HAMILTONIAN, POINTS[1]]], "reply": "pickle"})
+    assert data == [{"evs": pytest.approx(float(full[0].data.evs), abs=1e-12), "stds": 0.0}]
+    plain = json.loads(text)  # plain JSON: no tags to decode
+    assert isinstance(plain[0]["evs"], float) and "__type__" not in text
+    assert job.result(timeout=120) == {"calls": 3, "failed": 1, "circuits_prepared": 1}
+
+
+def channel_text(circuit: Any, point: list[float]) -> str:
+    """A data-reply call as JSON text, as the session cost sends it."""
+    return json.dumps(
+        {"pubs": [[circuit, HAMILTONIAN, point]], "reply": "data"}, cls=RuntimeEncoder
+    )
+
+
 def test_sampler_serve_counts_sum_to_shots(client: RuntimeService) -> None:
     qc = ansatz()
     qc.measure_all()

@@ -8,6 +8,11 @@ same circuit and observables every time with new parameter values: the decoded, 
 circuit (and the observables mapped through its layout) is kept per encoded form, so a call
 costs the primitive's own run plus the JSON of the values. The primitive's work runs in the
 serving job's own thread (:func:`run_here`), without the thread a ``run`` call starts.
+
+A call may add ``"reply": "data"``: the reply is then each PUB result's data fields as plain JSON
+(``[{"evs": ..., "stds": ...}]``, arrays as nested lists; a sampler's ``BitArray`` stays tagged)
+instead of the whole ``PrimitiveResult``, which a loop that only reads the values does not need
+(about 20 µs to encode and decode instead of 130 µs for one estimate).
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT", "PubCache", "idle_timeout_of", "run_here", "serve_pubs"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "PubCache",
+    "data_fields",
+    "idle_timeout_of",
+    "run_here",
+    "serve_pubs",
+]
 
 #: Seconds a serving job waits for the next call before it finishes.
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -59,17 +71,23 @@ class PubCache:
         )
         self.misses = 0
 
-    def pubs(self, text: str) -> list[tuple[Any, ...]]:
+    def pubs(self, text: str) -> tuple[list[tuple[Any, ...]], bool]:
         """The primitive PUBs of a call ``{"pubs": [...]}`` (RuntimeEncoder JSON text).
 
+        Returns:
+            The PUBs, and whether the call asked for the data fields only (``"reply": "data"``).
+
         Raises:
-            ValueError: The call is not an object with a list of PUBs.
+            ValueError: The call is not an object with a list of PUBs, or asks for another reply.
         """
         message = json.loads(text)  # tags are decoded below, part by part, by RuntimeDecoder
         pubs = message.get("pubs") if isinstance(message, dict) else None
         if not isinstance(pubs, list) or not pubs:
             raise ValueError("a call is {'pubs': [PUB, ...]} with at least one PUB")
-        return [self._pub(raw if isinstance(raw, list) else [raw]) for raw in pubs]
+        reply = message.get("reply", "result")
+        if reply not in ("result", "data"):
+            raise ValueError("reply must be 'result' (a PrimitiveResult) or 'data'")
+        return [self._pub(raw if isinstance(raw, list) else [raw]) for raw in pubs], reply == "data"
 
     def _pub(self, raw: list[Any]) -> tuple[Any, ...]:
         head, tail = raw[: self.fixed], raw[self.fixed :]
@@ -100,12 +118,26 @@ def serve_pubs(user_messenger: Any, serve: Any, cache: PubCache, primitive: Any)
     """
     from prefect_qiskit_runtime.server.calls import serve as serve_calls
 
-    done = serve_calls(
-        user_messenger,
-        lambda call: run_here(primitive, cache.pubs(call.text)),
-        idle_timeout_of(serve),
-    )
+    def answer(call: Any) -> Any:
+        pubs, data_only = cache.pubs(call.text)
+        result = run_here(primitive, pubs)
+        return data_fields(result) if data_only else result
+
+    done = serve_calls(user_messenger, answer, idle_timeout_of(serve))
     return {**done, "circuits_prepared": cache.misses}
+
+
+def data_fields(result: Any) -> list[dict[str, Any]]:
+    """Each PUB result's data fields, arrays as nested lists (``[{"evs": ..., "stds": ...}]``)."""
+    import numpy as np
+
+    return [
+        {
+            name: value.tolist() if isinstance(value, np.ndarray) else value
+            for name, value in pub_result.data.items()
+        }
+        for pub_result in result
+    ]
 
 
 def run_here(primitive: Any, pubs: list[Any]) -> Any:
