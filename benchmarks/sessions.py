@@ -24,7 +24,11 @@ hybrid loop) for N fixed parameter vectors. Figures, each a median in ms per ite
 - ``ibm_session_ms``: the task running qiskit-ibm-runtime's
   ``EstimatorV2(mode=session).run([pub]).result()`` inside one ``Session`` (a job per iteration,
   in a session's kept worker); ``ibm_no_session_ms`` the same with ``mode=backend``;
-- ``added_ms`` = ``session_ms - floor_ms - bare_ms``, against the issue's target of 2 ms;
+- ``added_ms`` = ``session_ms - floor_ms - bare_ms``, against the issue's target of 2 ms (all
+  three measured at the same moments, see below);
+- ``added_vs_alone_ms`` = ``session_ms - floor_ms - bare_alone_ms``: the same against the
+  estimator measured with no Prefect run in the process (the Prefect run's background work slows
+  the in-flow estimator as it slows the session's job, so this one is the stricter);
 - ``max_energy_error``: the largest difference of any energy from the exact reference.
 
 ``bare_ms``, ``floor_ms`` and ``session_ms`` are measured taking turns in blocks of ``BLOCK``
@@ -72,6 +76,7 @@ FIGURES = (
     "ibm_session_ms",
     "ibm_no_session_ms",
     "added_ms",
+    "added_vs_alone_ms",
     "max_energy_error",
 )
 
@@ -219,6 +224,7 @@ def measure(url: str, token: str, iterations: int, warmup: int) -> dict[str, Any
 
     out.update(loop())
     out["added_ms"] = out["session_ms"] - out["floor_ms"] - out["bare_ms"]
+    out["added_vs_alone_ms"] = out["session_ms"] - out["floor_ms"] - out["bare_alone_ms"]
     worst = max(
         float(np.max(np.abs(np.asarray(got) - reference)))
         for name, got in energies.items()
