@@ -176,28 +176,16 @@ def estimator_cost(
         >>> with estimator_cost(backend, ansatz, hamiltonian, session=True) as energy:
         ...     result = minimize(energy, x0)  # doctest: +SKIP
     """
-    if session:
-        from prefect_qiskit_runtime.prefect.loops.session import (
-            DEFAULT_IDLE_TIMEOUT,
-            SessionEstimatorCost,
-        )
+    options: dict[str, Any] = {
+        "precision": precision,
+        "program_id": program_id,
+        "timeout": timeout,
+        "artifacts": artifacts,
+    }
+    if not session:
+        return EstimatorCost(backend, circuit, observable, **options)
+    from prefect_qiskit_runtime.prefect.loops.session import SessionEstimatorCost
 
-        return SessionEstimatorCost(
-            backend,
-            circuit,
-            observable,
-            precision=precision,
-            program_id=program_id,
-            timeout=timeout,
-            artifacts=artifacts,
-            idle_timeout=DEFAULT_IDLE_TIMEOUT if idle_timeout is None else idle_timeout,
-        )
-    return EstimatorCost(
-        backend,
-        circuit,
-        observable,
-        precision=precision,
-        program_id=program_id,
-        timeout=timeout,
-        artifacts=artifacts,
-    )
+    if idle_timeout is not None:
+        options["idle_timeout"] = idle_timeout
+    return SessionEstimatorCost(backend, circuit, observable, **options)
