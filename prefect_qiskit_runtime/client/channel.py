@@ -43,7 +43,7 @@ from prefect_qiskit_runtime.core.exceptions import (
 __all__ = ["JobChannel"]
 
 #: Close codes the service uses for a channel it will not serve (see ``server/api/channel.py``).
-_NOT_FOUND, _NOT_SERVED_HERE = 4404, 4409
+_NOT_FOUND, _NOT_SERVED_HERE, _JOB_GONE = 4404, 4409, 4410
 #: Error codes of a reply after which another connection or job may answer.
 _RETRYABLE_CODES = {"JOB_ENDED", "CHANNEL_UNAVAILABLE", "TOO_MANY_CALLS"}
 
@@ -202,10 +202,13 @@ class JobChannel:
         reason = received.reason if received is not None else "the connection dropped"
         if code == _NOT_FOUND:
             return RuntimeJobNotFound(reason, error_code="JOB_NOT_FOUND")
+        if code == _JOB_GONE:
+            # The job had ended: retryable on a new job; the caller knows whether it wants one.
+            return RuntimeChannelError(reason, error_code="JOB_ENDED", retryable=True)
         if code == _NOT_SERVED_HERE:
-            # The job is final (or not served here): as a CHANNEL_UNAVAILABLE reply, retryable
-            # on a new job; the caller knows whether it wants one.
-            return RuntimeChannelError(reason, error_code="CHANNEL_UNAVAILABLE", retryable=True)
+            # Another instance runs the job, or the executor relays no calls: trying again here
+            # cannot help.
+            return RuntimeChannelError(reason, error_code="CHANNEL_UNAVAILABLE")
         if code == 1000:
             return RuntimeChannelError(
                 f"job {self.job_id} ended: {reason}", error_code="JOB_ENDED", retryable=True

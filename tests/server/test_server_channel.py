@@ -363,16 +363,16 @@ def test_unknown_and_foreign_jobs_are_4404(
     assert completed(alice, job_id)["answered"] == 1
 
 
-def test_finished_job_is_4409(alice: Api, client: RuntimeService, programs: dict[str, str]) -> None:
-    """A final job takes no calls: close 4409, ``RuntimeChannelError`` CHANNEL_UNAVAILABLE."""
+def test_finished_job_is_4410(alice: Api, client: RuntimeService, programs: dict[str, str]) -> None:
+    """A final job takes no calls: close 4410, ``RuntimeChannelError`` JOB_ENDED (retryable)."""
     job_id = alice.run(programs["serve_helper"], {"idle_timeout": 0.2})
     completed(alice, job_id)
     with open_ws(alice, job_id) as ws:
         frames, code = close_code(ws)
-    assert frames == [] and code == 4409
+    assert frames == [] and code == 4410
     with pytest.raises(RuntimeChannelError) as info:
         client.open_channel(job_id).call(1)
-    assert info.value.error_code == "CHANNEL_UNAVAILABLE"
+    assert info.value.error_code == "JOB_ENDED"
     assert info.value.retryable  # on a new job
     assert not isinstance(info.value, RuntimeCallFailed)
 

@@ -101,6 +101,47 @@ def test_stream_through_either_instance(pair: tuple[Api, Api]) -> None:
     assert [json.loads(f)["seq"] for f in frames[1:]] == [1, 2, 3]
 
 
+ECHO = """
+def main(backend, user_messenger, **kwargs):
+    user_messenger.publish("serving")
+    while (call := user_messenger.receive(timeout=120)) is not None:
+        call.reply(call.value)
+    return "ended"
+"""
+
+
+def test_channel_is_served_where_the_job_runs(pair: tuple[Api, Api]) -> None:
+    """The instance running the job serves its channel; the other refuses it with 4409."""
+    from prefect_qiskit_runtime.client import RuntimeService
+    from prefect_qiskit_runtime.core.exceptions import RuntimeChannelError
+
+    a, b = pair
+    job_id = a.run(a.upload(ECHO))
+    a.wait_running(job_id)
+    deadline = time.monotonic() + 60
+    while not (runner := next((api for api in (a, b) if _running_here(api)), None)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = b if runner is a else a
+    with (
+        connect(
+            f"{other.ws}/jobs/{job_id}/channel",
+            additional_headers={"X-Access-Token": other.token},
+            open_timeout=60,
+        ) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=60)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+    assert "another instance" in closed.value.rcvd.reason
+    with pytest.raises(RuntimeChannelError) as refused:
+        RuntimeService(url=other.url, token=other.token).open_channel(job_id).call(1)
+    assert refused.value.error_code == "CHANNEL_UNAVAILABLE" and not refused.value.retryable
+    with RuntimeService(url=runner.url, token=runner.token).open_channel(job_id) as channel:
+        assert channel.call({"x": [1, 2]}) == {"x": [1, 2]}
+    assert runner.wait(job_id)["status"] == "COMPLETED"
+
+
 def _relayed(api: Api) -> dict[str, float]:
     text = requests.get(api.url + "/metrics", timeout=30).text
     return {

@@ -5,9 +5,10 @@ is any JSON number or string of the client's, echoed back) and ``{"end": true}``
 the program's ``receive`` returns ``None``). From the service: ``{"ready": true, "job": ...}`` once
 the job runs here, then per call ``{"id": ID, "message": "<JSON text>"}`` or ``{"id": ID,
 "error": {"message", "code"}}``, in the order the replies come. The service closes with 1000
-when the job is final, 4404 for an unknown job, 4409 when this instance cannot serve it (final,
-elsewhere, or an executor without calls). A missing or bad token is refused before the upgrade
-(the policy-violation close before ``accept`` reaches the client as HTTP 403, as on the stream).
+when the job became final, 4404 for an unknown job, 4410 for a job that was final already, 4409
+when this instance cannot serve it (the job runs elsewhere, or the executor relays no calls). A
+missing or bad token is refused before the upgrade (the policy-violation close before ``accept``
+reaches the client as HTTP 403, as on the stream).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from prefect_qiskit_runtime.server.usecases.errors import InvalidState, JobNotFo
 #: Close codes of a refused channel (4000-4999 are the application's own, RFC 6455 §7.4.2).
 NOT_FOUND = 4404
 NOT_SERVED_HERE = 4409
+JOB_GONE = 4410
 
 router = APIRouter()
 
@@ -60,6 +62,9 @@ async def channel(websocket: WebSocket, job_id: str) -> None:
             executor = located.result()
         except JobNotFound as exc:
             await websocket.close(code=NOT_FOUND, reason=str(exc)[:120])
+            return
+        except channel_cases.JobIsFinal as exc:
+            await websocket.close(code=JOB_GONE, reason=str(exc)[:120])
             return
         except InvalidState as exc:
             await websocket.close(code=NOT_SERVED_HERE, reason=str(exc)[:120])

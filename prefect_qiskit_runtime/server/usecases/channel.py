@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from prefect_qiskit_runtime.server.executors.base import Executor
     from prefect_qiskit_runtime.server.runtime import Runtime
 
+
+class JobIsFinal(InvalidState):
+    """The job already ended: it takes no more calls (a new job may)."""
+
+
 #: Longest pause between two looks at a job that has not reached this instance's executor yet.
 _LOOK_AGAIN_MAX = 1.0
 
@@ -35,8 +40,8 @@ async def locate(runtime: Runtime, user: User, job_id: str) -> Executor:
 
     Raises:
         JobNotFound: If the caller has no such job.
-        InvalidState: If the job is final, runs on another instance, or the executor relays
-            no calls.
+        JobIsFinal: If the job is final.
+        InvalidState: If the job runs on another instance, or the executor relays no calls.
     """
     pause = 0.005
     while True:
@@ -49,7 +54,7 @@ async def locate(runtime: Runtime, user: User, job_id: str) -> Executor:
         if executor.has_job(job_id):
             return executor
         if JobState(job.status).is_final:
-            raise InvalidState(f"job {job_id} is {job.status}: it takes no calls")
+            raise JobIsFinal(f"job {job_id} is {job.status}: it takes no calls")
         here = runtime.scheduler.instance_id if runtime.scheduler else None
         if job.status == JobState.RUNNING.value and job.instance_id not in (None, here):
             raise InvalidState(
