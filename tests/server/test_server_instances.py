@@ -48,6 +48,15 @@ def _running_here(api: Api) -> int:
     return int(requests.get(api.url + "/health", timeout=30).json()["running_jobs"])
 
 
+def _runner_and_other(a: Api, b: Api) -> tuple[Api, Api]:
+    """The instance running the (only) job, and the other one."""
+    deadline = time.monotonic() + 60
+    while not (runner := next((api for api in (a, b) if _running_here(api)), None)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return runner, b if runner is a else a
+
+
 def test_each_job_runs_once_and_either_instance_answers(
     pair: tuple[Api, Api],
 ) -> None:
@@ -68,11 +77,7 @@ def test_cancel_through_the_other_instance(pair: tuple[Api, Api]) -> None:
     a, b = pair
     job_id = a.run(a.upload(SLEEPER))
     a.wait_running(job_id)
-    deadline = time.monotonic() + 60
-    while not (runner := next((api for api in (a, b) if _running_here(api)), None)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    other = b if runner is a else a
+    runner, other = _runner_and_other(a, b)
     assert other.request("POST", f"/jobs/{job_id}/cancel").status_code == 204
     assert runner.job(job_id)["status"] == "CANCELLED"
     # The instance running it notices the cancel in the store and kills the program.
@@ -118,11 +123,7 @@ def test_channel_is_served_where_the_job_runs(pair: tuple[Api, Api]) -> None:
     a, b = pair
     job_id = a.run(a.upload(ECHO))
     a.wait_running(job_id)
-    deadline = time.monotonic() + 60
-    while not (runner := next((api for api in (a, b) if _running_here(api)), None)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    other = b if runner is a else a
+    runner, other = _runner_and_other(a, b)
     with (
         connect(
             f"{other.ws}/jobs/{job_id}/channel",

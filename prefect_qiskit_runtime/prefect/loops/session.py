@@ -84,7 +84,7 @@ class SessionEstimatorCost(EstimatorCost):
         self.idle_timeout = idle_timeout
         self.job: RuntimeJob | None = None
         self._channel: JobChannel | None = None
-        self._prefix: tuple[tuple[int, int], str] | None = None
+        self._prefix: tuple[tuple[Any, Any], str] | None = None
         self._lock = threading.RLock()
         #: Evaluations answered by the serving job(s).
         self.calls = 0
@@ -155,11 +155,12 @@ class SessionEstimatorCost(EstimatorCost):
 
     def _call_text(self, params: Sequence[float]) -> str:
         """The call's JSON: the circuit and observable encoded once, the values each time."""
-        ids = (id(self.circuit), id(self.observable))
-        if self._prefix is None or self._prefix[0] != ids:
-            circuit, observable = self._encoded_parts()
-            head = json.dumps(circuit) + "," + json.dumps(observable)
-            self._prefix = (ids, '{"pubs":[[' + head + ",")
+        # The encoded parts are cached by the base class (re-encoded when the circuit or
+        # observable is replaced); the JSON prefix follows that same tuple.
+        parts = self._encoded_parts()
+        if self._prefix is None or self._prefix[0] is not parts:
+            head = json.dumps(parts[0]) + "," + json.dumps(parts[1])
+            self._prefix = (parts, '{"pubs":[[' + head + ",")
         tail = json.dumps([float(p) for p in params])
         if self.precision is not None:
             tail += "," + json.dumps(float(self.precision))
